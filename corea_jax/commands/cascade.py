@@ -1,0 +1,14 @@
+"""`corea-jax cascade`: not built yet (issue #8)."""
+
+from corea_jax.commands import not_built
+
+TAKES_CONFIG = True
+
+
+def add_arguments(parser):
+    del parser
+
+
+def run(args):
+    del args
+    return not_built("cascade", 8)

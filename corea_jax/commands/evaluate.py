@@ -1,0 +1,14 @@
+"""`corea-jax evaluate`: not built yet (issue #4)."""
+
+from corea_jax.commands import not_built
+
+TAKES_CONFIG = True
+
+
+def add_arguments(parser):
+    del parser
+
+
+def run(args):
+    del args
+    return not_built("evaluate", 4)
