@@ -1,0 +1,200 @@
+"""The one decoder shared by Qwen2.5 and Llama 3 (flax NNX).
+
+Module and parameter names mirror the HF checkpoints (`model.embed_tokens`,
+`model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, `lm_head`), so the
+loader is a table of renames plus transposes. Axis letters: B batch, T query length, S key
+length, D model, F MLP width, N query heads, K kv heads, R = N / K query heads per kv head,
+H head dim, V vocab.
+
+Departures from a textbook decoder, each to match the HF reference bit-for-bit in float32:
+RMSNorm normalises in float32 and casts back before the weight multiply; attention logits and
+softmax are float32; the LM head returns float32 logits whatever the parameter dtype, since
+sampling and GRPO log-probs need them.
+
+Positions are per row (`positions [B, T]`) and the attention mask is explicit (`mask [B, T, S]`),
+so left-padded batches and the sampler's KV cache use the same code path as training.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from corea_jax.models.config import ModelConfig
+from corea_jax.models.rope import apply_rope, inverse_frequencies
+
+_init = nnx.initializers.normal(stddev=0.02)
+
+
+class LayerCache(NamedTuple):
+    """One layer's KV cache: k, v [B, S, K, H], written at a shared slot index along S."""
+
+    k: jax.Array
+    v: jax.Array
+
+
+def causal_mask(valid: jax.Array) -> jax.Array:
+    """[B, T] bool (False = padding) -> [B, T, T] bool: causal and not attending to padding."""
+    t = valid.shape[1]
+    return jnp.tril(jnp.ones((t, t), bool))[None] & valid[:, None, :]
+
+
+def positions_from_mask(valid: jax.Array) -> jax.Array:
+    """[B, T] bool -> [B, T] int32 positions counting real tokens only (left padding -> 0)."""
+    return jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=1) - 1, 0)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, dtype):
+        self.weight = nnx.Param(jnp.ones((dim,), dtype))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.weight[...] * x32.astype(x.dtype)
+
+
+def _linear(d_in, d_out, bias, dtype, rngs):
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=bias,
+        dtype=dtype,
+        param_dtype=dtype,
+        kernel_init=_init,
+        bias_init=nnx.initializers.zeros,
+        rngs=rngs,
+    )
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        d, h = cfg.hidden_size, cfg.head_dim
+        self.q_proj = _linear(d, cfg.num_heads * h, cfg.qkv_bias, dtype, rngs)
+        self.k_proj = _linear(d, cfg.num_kv_heads * h, cfg.qkv_bias, dtype, rngs)
+        self.v_proj = _linear(d, cfg.num_kv_heads * h, cfg.qkv_bias, dtype, rngs)
+        self.o_proj = _linear(cfg.num_heads * h, d, cfg.o_bias, dtype, rngs)
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, h
+        self.rope = (h, cfg.rope_theta, cfg.rope_scaling)  # static; frequencies built at trace
+
+    def __call__(self, x, positions, mask, cache: LayerCache | None, cache_index):
+        """x [B, T, D], positions [B, T], mask [B, T, S] -> ([B, T, D], updated cache or None).
+
+        Without a cache S = T. With one, the T new keys/values are written at slots
+        [cache_index, cache_index + T) of the cache and the queries attend over all S slots
+        that `mask` allows.
+        """
+        b, t, _ = x.shape
+        n, k, h = self.num_heads, self.num_kv_heads, self.head_dim
+        inv_freq = inverse_frequencies(*self.rope)
+        q = apply_rope(self.q_proj(x).reshape(b, t, n, h), positions, inv_freq)
+        key = apply_rope(self.k_proj(x).reshape(b, t, k, h), positions, inv_freq)
+        value = self.v_proj(x).reshape(b, t, k, h)
+        if cache is not None:
+            start = (0, cache_index, 0, 0)
+            key = jax.lax.dynamic_update_slice(cache.k, key.astype(cache.k.dtype), start)
+            value = jax.lax.dynamic_update_slice(cache.v, value.astype(cache.v.dtype), start)
+            cache = LayerCache(key, value)
+        q = q.reshape(b, t, k, n // k, h)
+        scores = jnp.einsum("btkrh,bskh->bkrts", q, key, preferred_element_type=jnp.float32)
+        scores = scores * (h**-0.5)
+        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+        out = jnp.einsum("bkrts,bskh->btkrh", probs, value).reshape(b, t, n * h)
+        return self.o_proj(out), cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = _linear(d, f, False, dtype, rngs)
+        self.up_proj = _linear(d, f, False, dtype, rngs)
+        self.down_proj = _linear(f, d, False, dtype, rngs)
+
+    def __call__(self, x):
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        self.self_attn = Attention(cfg, dtype, rngs)
+        self.mlp = MLP(cfg, dtype, rngs)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+
+    def __call__(self, x, positions, mask, cache, cache_index):
+        attn, cache = self.self_attn(self.input_layernorm(x), positions, mask, cache, cache_index)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), cache
+
+
+class Decoder(nnx.Module):
+    """HF's `model.*`: embeddings, the layer stack and the final norm."""
+
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        self.embed_tokens = nnx.Embed(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            dtype=dtype,
+            param_dtype=dtype,
+            embedding_init=_init,
+            rngs=rngs,
+        )
+        self.layers = nnx.List([DecoderLayer(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+
+
+class CausalLM(nnx.Module):
+    """Decoder + LM head (tied to `embed_tokens` or a separate `lm_head`)."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype=jnp.float32, rngs: nnx.Rngs | None = None):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        self.config = cfg
+        self.model = Decoder(cfg, dtype, rngs)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = _linear(cfg.hidden_size, cfg.vocab_size, False, dtype, rngs)
+
+    def hidden_states(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        cache: tuple[LayerCache, ...] | None = None,
+        cache_index: jax.Array | int = 0,
+    ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
+        """tokens, positions [B, T]; mask [B, T, S] -> final-norm hidden [B, T, D], cache."""
+        x = self.model.embed_tokens(tokens)
+        new_cache = []
+        for i, layer in enumerate(self.model.layers):
+            x, layer_cache = layer(
+                x, positions, mask, None if cache is None else cache[i], cache_index
+            )
+            new_cache.append(layer_cache)
+        return self.model.norm(x), (None if cache is None else tuple(new_cache))
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """hidden [..., D] -> float32 logits [..., V]."""
+        if self.config.tie_word_embeddings:
+            table = self.model.embed_tokens.embedding[...]
+            return jnp.einsum("...d,vd->...v", hidden, table, preferred_element_type=jnp.float32)
+        kernel = self.lm_head.kernel[...]
+        return jnp.einsum("...d,dv->...v", hidden, kernel, preferred_element_type=jnp.float32)
+
+    def __call__(self, tokens, positions, mask, cache=None, cache_index=0):
+        """tokens, positions [B, T]; mask [B, T, S] -> (float32 logits [B, T, V], cache)."""
+        hidden, cache = self.hidden_states(tokens, positions, mask, cache, cache_index)
+        return self.logits(hidden), cache
+
+
+def init_cache(
+    cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32
+) -> tuple[LayerCache, ...]:
+    """Zeroed KV cache: per layer k, v [B, S=length, K, H]."""
+    shape = (batch, length, cfg.num_kv_heads, cfg.head_dim)
+    return tuple(
+        LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers)
+    )
