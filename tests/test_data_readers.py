@@ -396,6 +396,12 @@ def test_parquet_bad_row_is_named_by_row_number(tmp_path):
         read_dataset("gsm8k", tmp_path / "broken.parquet")
 
 
+def test_olympiadbench_rows_with_images_are_rejected(tmp_path):
+    row = {"id": 1, "question": "See <image_1>", "final_answer": ["2"], "image_1": "data:..."}
+    with pytest.raises(DataError, match=":1: olympiadbench: has image_1: only .* text-only"):
+        read_dataset("olympiadbench", write_jsonl(tmp_path / "mm.jsonl", [row]))
+
+
 def test_gsm8k_and_commonsenseqa_specific_errors(tmp_path):
     path = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "no final line"}])
     with pytest.raises(DataError, match=":1: gsm8k: field 'answer' has no '#### <number>'"):

@@ -92,6 +92,7 @@ def test_reference_completion_is_a_correct_trace_with_the_given_confidence():
             assert int(c) == value
         assert str(value) == record.answer
     assert reference_completion(records[0], 0.25).endswith("<confidence>0.25</confidence>")
+    assert reference_completion(records[0], 0.875, decimals=3).endswith(">0.875</confidence>")
     with pytest.raises(DataError, match="confidence must be in"):
         reference_completion(records[0], 1.5)
     with pytest.raises(DataError, match="not a synthetic record"):
@@ -166,3 +167,11 @@ def test_bad_settings_are_errors(kwargs, message):
 def test_unknown_split_is_an_error():
     with pytest.raises(DataError, match="unknown split 'dev'"):
         make_split(SyntheticTask(), "dev", 10)
+
+
+def test_reference_completions_parse_with_the_project_parser():
+    parsing = pytest.importorskip("corea_jax.parsing")
+    for record in make_split(SyntheticTask(style="mixed"), "train", 100):
+        parsed = parsing.parse_completion(reference_completion(record, 0.85))
+        assert parsed.format_ok, parsed.reason
+        assert parsed.answer == record.answer and parsed.confidence == pytest.approx(0.85)

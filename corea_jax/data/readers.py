@@ -15,6 +15,7 @@ Fields read, per dataset (aliases in the order tried):
                  string and the worked solution go to metadata); id = "gsm8k-<row index>".
   olympiadbench  question, final_answer (a list; several entries are joined with ", ", and the
                  list is kept in metadata), is_multiple_answer, unit, answer_type, solution.
+                 Text-only subsets: a row with an `image_N` field set is an error.
   aime24         problem|question|Problem, answer|Answer (kept as written, e.g. "025").
   amc23          question|problem, answer (floats such as 27.0 become "27").
   commonsenseqa  the official layout (question.stem, question.choices[].label/text) or the hub
@@ -216,6 +217,9 @@ def _gsm8k(row, index, options):
 
 def _olympiadbench(row, index, options):
     del options
+    images = sorted(k for k, v in row.items() if k.startswith("image_") and v)
+    if images:
+        raise _FieldError(f"has {images[0]}: only OlympiadBench's text-only subsets are supported")
     name, value = _get(row, "final_answer", "answer")
     if isinstance(value, str):
         value = [value]

@@ -264,17 +264,19 @@ def problem_of(record: Record) -> Problem:
         raise DataError(f"record {record.id!r}: not a synthetic record ({e!r} in metadata)") from e
 
 
-def format_confidence(confidence: float) -> str:
-    """Two decimals, as in the format example '0.85'."""
+def format_confidence(confidence: float, decimals: int = 2) -> str:
+    """A confidence as written in a completion; [open] two decimals by default, as in '0.85'."""
     if not 0.0 <= confidence <= 1.0:
         raise DataError(f"confidence must be in [0, 1], got {confidence}")
-    return f"{confidence:.2f}"
+    if not 0 <= decimals <= 6:
+        raise DataError(f"confidence decimals must be in 0..6, got {decimals}")
+    return f"{confidence:.{decimals}f}"
 
 
-def reference_completion(record: Record, confidence: float) -> str:
+def reference_completion(record: Record, confidence: float, decimals: int = 2) -> str:
     """The supervised warm-up target for a synthetic record, stating `confidence` (in [0, 1])."""
     problem = problem_of(record)
     return (
         f"<think>{problem.trace()}</think><answer>{problem.answer}</answer>"
-        f"<confidence>{format_confidence(confidence)}</confidence>"
+        f"<confidence>{format_confidence(confidence, decimals)}</confidence>"
     )
