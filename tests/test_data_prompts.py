@@ -56,7 +56,9 @@ def byte_level_tokenizer(special: list[str], chat_template: str, bos: str | None
 
 @pytest.fixture(scope="module")
 def qwen():
-    pytest.importorskip("jinja2", reason="transformers renders chat templates with jinja2")
+    pytest.importorskip(
+        "jinja2", reason="jinja2 not installed: transformers needs it to render chat templates"
+    )
     return byte_level_tokenizer(
         ["<|im_start|>", "<|im_end|>", "<|endoftext|>"], QWEN_TEMPLATE, None, "<|im_end|>"
     )
@@ -64,7 +66,9 @@ def qwen():
 
 @pytest.fixture(scope="module")
 def llama():
-    pytest.importorskip("jinja2", reason="transformers renders chat templates with jinja2")
+    pytest.importorskip(
+        "jinja2", reason="jinja2 not installed: transformers needs it to render chat templates"
+    )
     return byte_level_tokenizer(
         ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
         LLAMA_TEMPLATE,
