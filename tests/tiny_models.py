@@ -94,3 +94,38 @@ def padded_batch(vocab: int, lengths: list[int], seed: int = 0):
     valid = np.arange(t)[None, :] >= (t - np.asarray(lengths))[:, None]
     tokens = np.where(valid, tokens, 0)
     return jnp.asarray(tokens), jnp.asarray(valid)
+
+
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_tokenizer(out_dir: Path, vocab_size: int = 512) -> Path:
+    """A byte-level BPE tokenizer with a ChatML template, saved in the HF layout.
+
+    Token ids 0, 1, 2 are <|pad|>, <|im_start|>, <|im_end|> (the tiny configs' eos is 2).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = ["What is 12 + 30? <think>12 + 30 = 42</think><answer>42</answer>"] * 20
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<|pad|>",
+        eos_token="<|im_end|>",
+        chat_template=CHATML_TEMPLATE,
+    )
+    fast.save_pretrained(out_dir)
+    return out_dir
