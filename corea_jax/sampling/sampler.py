@@ -1,0 +1,338 @@
+"""Batched KV-cache sampling: jitted prefill + `lax.while_loop` decode.
+
+Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
+slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
+per layer). The KV cache is `init_cache`'s: per layer k, v [B, S, K, H] with S = P + N, N the
+bucketed decode budget. A row's positions count its real tokens only, so padding changes no
+logits. The cache lives inside one jitted call: XLA updates the while-loop carry in place.
+
+Groups. `n` samples per prompt share one prefill: the prefilled cache and last logits are
+repeated n times along the batch axis (row b * n + j is sample j of prompt b).
+
+Buckets. P and N are rounded up to powers of two (at least `min_bucket`), so a new prompt
+length or `max_new_tokens` reuses a compiled program; `max_new_tokens` itself is a traced
+argument.
+
+Stopping. A row stops on an EOS id, on a stop token sequence (matched in the loop against the
+row's last tokens) or at `max_new_tokens`; the loop exits as soon as every row is done. Stop
+*strings* (text) are applied on the host afterwards by `apply_stop_strings`, which cuts at the
+first token boundary whose decoded prefix contains one, so tokens, log-probs and text agree.
+
+Log-probs. For each sampled token two values are returned: `logprobs` under the model itself
+(temperature 1, no truncation: what the GRPO ratio against the rollout policy needs) and
+`processed_logprobs` under the distribution actually sampled from (temperature, top-k/top-p).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from corea_jax.errors import CoreaError
+from corea_jax.models.transformer import CausalLM, LayerCache, causal_mask, positions_from_mask
+from corea_jax.sampling.methods import Greedy
+from corea_jax.sharding import named_sharding
+
+FINISH_REASONS = ("length", "eos", "stop")
+GREEDY = Greedy()
+
+
+class DecodeState(NamedTuple):
+    """The while-loop carry. Rows are B = prompts x n samples."""
+
+    step: jax.Array  # [] int32: index of the token sampled next
+    cache: tuple[LayerCache, ...]  # per layer k, v [B, S, K, H]
+    logits: jax.Array  # [B, V] float32: the model's logits for token `step`
+    tokens: jax.Array  # [B, N] int32 sampled tokens, pad_id once a row is done
+    logprobs: jax.Array  # [B, N] float32 log-prob under the model (temperature 1)
+    processed_logprobs: jax.Array  # [B, N] float32 log-prob under the sampling distribution
+    lengths: jax.Array  # [B] int32 tokens generated (the EOS / stop token included)
+    recent: jax.Array  # [B, M] int32 last M tokens, for stop-sequence matching
+    done: jax.Array  # [B] bool
+    finish: jax.Array  # [B] int32 index into FINISH_REASONS
+    row_keys: jax.Array  # [B] PRNG keys, one per row
+
+
+@dataclasses.dataclass
+class SampleBatch:
+    """Host-side result; row r is sample r % n of prompt r // n."""
+
+    tokens: np.ndarray  # [R, N] int32
+    lengths: np.ndarray  # [R] int32
+    logprobs: np.ndarray  # [R, N] float32 (0 past the length)
+    processed_logprobs: np.ndarray  # [R, N] float32
+    finish_reasons: list[str]  # [R]
+    prompt_index: np.ndarray  # [R] int32
+    texts: list[str] | None = None
+
+    def row_tokens(self, r: int) -> list[int]:
+        return self.tokens[r, : self.lengths[r]].tolist()
+
+
+def bucket(length: int, min_bucket: int = 16) -> int:
+    """The smallest power of two >= length (and >= min_bucket)."""
+    size = min_bucket
+    while size < length:
+        size *= 2
+    return size
+
+
+def prefill(model: CausalLM, tokens: jax.Array, valid: jax.Array, cache_len: int, cache_dtype):
+    """tokens, valid [B, P] -> (last-token logits [B, V], cache with S = cache_len)."""
+    from corea_jax.models.transformer import init_cache
+
+    b, p = tokens.shape
+    mask = jnp.pad(causal_mask(valid), ((0, 0), (0, 0), (0, cache_len - p)))  # [B, P, S]
+    cache = init_cache(model.config, b, cache_len, cache_dtype)
+    hidden, cache = model.hidden_states(tokens, positions_from_mask(valid), mask, cache, 0)
+    return model.logits(hidden[:, -1]), cache
+
+
+def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
+    """Feeds token [B] as decode step `step` -> (logits [B, V], cache).
+
+    The token is written at slot prompt_slots + step; each row attends to its own prompt slots
+    (not its left padding) and to all decode slots up to this one.
+    """
+    slot = prompt_slots + step
+    s = jnp.arange(cache[0].k.shape[1])
+    pad = prompt_slots - prompt_lengths
+    mask = (s[None, :] >= pad[:, None]) & (s[None, :] <= slot)  # [B, S]
+    positions = (prompt_lengths + step)[:, None]
+    hidden, cache = model.hidden_states(token[:, None], positions, mask[:, None, :], cache, slot)
+    return model.logits(hidden[:, 0]), cache
+
+
+def _sample_rows(method, logits, keys):
+    return jax.vmap(lambda row, key: method.sample(row[None], key)[0])(logits, keys)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "graphdef", "n", "buffer", "method", "eos_ids", "stop_seqs", "pad_id", "mesh",
+    ),
+)  # fmt: skip
+def _generate(
+    graphdef, state, tokens, valid, key, max_new_tokens,
+    *, n, buffer, method, eos_ids, stop_seqs, pad_id, mesh,
+):  # fmt: skip
+    model = nnx.merge(graphdef, state)
+    cfg = model.config
+    b, p = tokens.shape
+    cache_dtype = model.model.embed_tokens.embedding[...].dtype
+    logits, cache = prefill(model, tokens, valid, p + buffer, cache_dtype)
+    prompt_lengths = valid.sum(axis=1).astype(jnp.int32)
+    if n > 1:
+        logits = jnp.repeat(logits, n, axis=0)
+        cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
+        prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
+    rows = b * n
+    if mesh is not None:
+        shape = (rows, p + buffer, cfg.num_kv_heads, cfg.head_dim)
+        spec = named_sharding(mesh, ("batch", None, "kv_heads", None), shape)
+        cache = jax.lax.with_sharding_constraint(cache, jax.tree.map(lambda _: spec, cache))
+
+    stops = np.full((max(len(stop_seqs), 1), max([len(s) for s in stop_seqs] + [1])), -1, np.int32)
+    for i, seq in enumerate(stop_seqs):
+        stops[i, stops.shape[1] - len(seq) :] = seq  # right-aligned, -1 = wildcard
+    stops = jnp.asarray(stops)
+    eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
+
+    init = DecodeState(
+        step=jnp.int32(0),
+        cache=cache,
+        logits=logits,
+        tokens=jnp.full((rows, buffer), pad_id, jnp.int32),
+        logprobs=jnp.zeros((rows, buffer), jnp.float32),
+        processed_logprobs=jnp.zeros((rows, buffer), jnp.float32),
+        lengths=jnp.zeros((rows,), jnp.int32),
+        recent=jnp.full((rows, stops.shape[1]), -2, jnp.int32),
+        done=jnp.zeros((rows,), bool),
+        finish=jnp.zeros((rows,), jnp.int32),
+        row_keys=jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(rows)),
+    )
+
+    def cond(st: DecodeState):
+        return (st.step < max_new_tokens) & ~jnp.all(st.done)
+
+    def body(st: DecodeState):
+        keys = jax.vmap(jax.random.fold_in, (0, None))(st.row_keys, st.step)
+        tok = _sample_rows(method, st.logits, keys)
+        model_lp = jnp.take_along_axis(jax.nn.log_softmax(st.logits), tok[:, None], 1)[:, 0]
+        processed = jax.nn.log_softmax(method.processed_logits(st.logits))
+        proc_lp = jnp.take_along_axis(processed, tok[:, None], 1)[:, 0]
+        active = ~st.done
+        column = lambda buf, value, fill: jax.lax.dynamic_update_slice(  # noqa: E731
+            buf, jnp.where(active, value, fill)[:, None].astype(buf.dtype), (0, st.step)
+        )
+        recent = jnp.concatenate([st.recent[:, 1:], tok[:, None]], axis=1)
+        is_eos = jnp.any(tok[:, None] == eos[None, :], axis=1)
+        matches = (recent[:, None, :] == stops[None]) | (stops[None] == -1)
+        is_stop = jnp.any(jnp.all(matches, axis=2) & jnp.any(stops != -1, axis=1)[None], axis=1)
+        finish = jnp.where(active & is_eos, 1, jnp.where(active & is_stop, 2, st.finish))
+        done = st.done | (active & (is_eos | is_stop)) | (st.step + 1 >= max_new_tokens)
+        logits, cache = decode_step(model, st.cache, tok, st.step, prompt_lengths, p)
+        return DecodeState(
+            step=st.step + 1,
+            cache=cache,
+            logits=logits,
+            tokens=column(st.tokens, tok, pad_id),
+            logprobs=column(st.logprobs, model_lp, 0.0),
+            processed_logprobs=column(st.processed_logprobs, proc_lp, 0.0),
+            lengths=st.lengths + active.astype(jnp.int32),
+            recent=recent,
+            done=done,
+            finish=finish,
+            row_keys=st.row_keys,
+        )
+
+    out = jax.lax.while_loop(cond, body, init)
+    return out.tokens, out.lengths, out.logprobs, out.processed_logprobs, out.finish
+
+
+class Sampler:
+    """Samples from a CausalLM's graph with whatever parameters it is given.
+
+    The trainer passes its current (sharded) parameter State on each call, so the sampler and
+    the trainer share one copy of the weights: there is nothing to synchronise.
+    """
+
+    def __init__(
+        self,
+        model: CausalLM,
+        *,
+        eos_ids: Sequence[int] | None = None,
+        pad_id: int = 0,
+        mesh: Mesh | None = None,
+        min_bucket: int = 16,
+        memory_budget_bytes: int | None = None,
+    ):
+        self.graphdef, self.state = nnx.split(model)
+        self.config = model.config
+        self.eos_ids = tuple(model.config.eos_token_ids if eos_ids is None else eos_ids)
+        self.pad_id = pad_id
+        self.mesh = mesh
+        self.min_bucket = min_bucket
+        self.memory_budget_bytes = memory_budget_bytes
+
+    def kv_cache_bytes(self, rows: int, slots: int) -> int:
+        cfg = self.config
+        itemsize = jnp.dtype(self.state["model"]["embed_tokens"]["embedding"][...].dtype).itemsize
+        return 2 * cfg.num_layers * rows * slots * cfg.num_kv_heads * cfg.head_dim * itemsize
+
+    def _check_memory(self, rows: int, slots: int) -> None:
+        budget = self.memory_budget_bytes
+        if budget is None:
+            stats = jax.devices()[0].memory_stats() or {}
+            if "bytes_limit" not in stats:
+                return  # host memory: no reliable figure
+            budget = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+            if self.mesh is not None:
+                budget *= self.mesh.size
+        need = self.kv_cache_bytes(rows, slots)
+        if need > budget:
+            raise CoreaError(
+                f"KV cache for {rows} rows x {slots} slots needs {need / 2**30:.2f} GiB "
+                f"({self.config.num_layers} layers x k/v x {self.config.num_kv_heads} kv heads x "
+                f"{self.config.head_dim}), over the {budget / 2**30:.2f} GiB memory budget; "
+                "lower the batch, n or max_new_tokens"
+            )
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        n: int = 1,
+        method=GREEDY,
+        seed: int = 0,
+        stop_token_seqs: Sequence[Sequence[int]] = (),
+        params: nnx.State | None = None,
+    ) -> SampleBatch:
+        """Samples `n` completions for each tokenised prompt (lists of ids, no padding)."""
+        if not prompts:
+            raise CoreaError("generate: no prompts")
+        if max_new_tokens < 1:
+            raise CoreaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if any(len(p) == 0 for p in prompts):
+            raise CoreaError("generate: a prompt is empty")
+        p = bucket(max(len(x) for x in prompts), self.min_bucket)
+        buffer = bucket(max_new_tokens, self.min_bucket)
+        self._check_memory(len(prompts) * n, p + buffer)
+        tokens = np.full((len(prompts), p), self.pad_id, np.int32)
+        valid = np.zeros((len(prompts), p), bool)
+        for i, prompt in enumerate(prompts):
+            tokens[i, p - len(prompt) :] = prompt
+            valid[i, p - len(prompt) :] = True
+        tokens, valid = jnp.asarray(tokens), jnp.asarray(valid)
+        if self.mesh is not None:
+            batch = named_sharding(self.mesh, ("batch", None), tokens.shape)
+            tokens, valid = jax.device_put(tokens, batch), jax.device_put(valid, batch)
+        out = _generate(
+            self.graphdef,
+            self.state if params is None else params,
+            tokens,
+            valid,
+            jax.random.key(seed),
+            jnp.int32(max_new_tokens),
+            n=n,
+            buffer=buffer,
+            method=method,
+            eos_ids=self.eos_ids,
+            stop_seqs=tuple(tuple(int(t) for t in s) for s in stop_token_seqs),
+            pad_id=self.pad_id,
+            mesh=self.mesh,
+        )
+        toks, lengths, lps, plps, finish = (np.array(x) for x in jax.device_get(out))
+        return SampleBatch(
+            tokens=toks[:, :max_new_tokens],
+            lengths=lengths,
+            logprobs=lps[:, :max_new_tokens],
+            processed_logprobs=plps[:, :max_new_tokens],
+            finish_reasons=[FINISH_REASONS[f] for f in finish],
+            prompt_index=np.repeat(np.arange(len(prompts), dtype=np.int32), n),
+        )
+
+
+def apply_stop_strings(
+    batch: SampleBatch, decode, stop_strings: Sequence[str] = (), include_stop: bool = True
+) -> SampleBatch:
+    """Decodes every row to text and cuts rows at the first stop string.
+
+    A row is cut at the shortest token prefix whose decoded text contains a stop string (found by
+    bisection: containment only grows with the prefix), so tokens, log-probs and text stay
+    consistent; the text keeps the stop string when `include_stop`. `decode(ids) -> str`.
+    """
+    texts = []
+    for r in range(len(batch.lengths)):
+        ids = batch.row_tokens(r)
+        text = decode(ids)
+        hit = [s for s in stop_strings if s in text]
+        if hit:
+            lo, hi = 1, len(ids)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if any(s in decode(ids[:mid]) for s in stop_strings):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            batch.lengths[r] = lo
+            batch.tokens[r, lo:] = 0
+            batch.logprobs[r, lo:] = 0
+            batch.processed_logprobs[r, lo:] = 0
+            batch.finish_reasons[r] = "stop"
+            text = decode(ids[:lo])
+            first = min((text.find(s), s) for s in stop_strings if s in text)
+            text = text[: first[0] + (len(first[1]) if include_stop else 0)]
+        texts.append(text)
+    batch.texts = texts
+    return batch
