@@ -251,8 +251,8 @@ class ChatReply:
 class TransientError(Exception):
     """A fault worth retrying; `kind` names it for the stats, `retry_after` is the server's ask."""
 
-    def __init__(self, kind: str, detail: str, retry_after: float | None = None):
-        super().__init__(f"{kind}: {detail}" if detail else kind)
+    def __init__(self, kind: str, detail: str = "", retry_after: float | None = None):
+        super().__init__(detail or kind)
         self.kind, self.retry_after = kind, retry_after
 
 
@@ -278,6 +278,7 @@ class OpenAIChatBackend:
 
         self._openai = openai
         self._model = endpoint.model
+        self._timeout_s = options.timeout_s
         self._client = openai.OpenAI(
             base_url=endpoint.base_url,
             api_key=api_key,
@@ -297,27 +298,30 @@ class OpenAIChatBackend:
                 model=self._model, messages=list(messages), **params
             )
         except openai.APITimeoutError:
-            raise TransientError("timeout", "") from None
+            raise TransientError("timeout", f"no answer within {self._timeout_s:g} s") from None
         except openai.APIConnectionError as exc:
-            raise TransientError("connection", type(exc.__cause__ or exc).__name__) from None
+            cause = type(exc.__cause__ or exc).__name__
+            raise TransientError("connection", f"connection error ({cause})") from None
         except openai.APIStatusError as exc:
             status = exc.status_code
             detail = _error_message(exc)
             if status in (408, 409, 429) or status >= 500:
                 kind = "rate_limit" if status == 429 else f"http_{status}"
                 retry_after = _retry_after(exc.response.headers)
-                raise TransientError(kind, detail, retry_after) from None
+                raise TransientError(kind, f"HTTP {status}: {detail}", retry_after) from None
             raise PermanentError(f"HTTP {status}: {detail}") from None
         except (openai.APIResponseValidationError, ValueError) as exc:
-            raise TransientError("malformed", type(exc).__name__) from None
+            raise TransientError(
+                "malformed", f"malformed response ({type(exc).__name__})"
+            ) from None
         if not hasattr(completion, "choices"):
-            raise TransientError("malformed", "the body is not a chat completion")
+            raise TransientError("malformed", "malformed response (not a chat completion)")
         if not completion.choices:
-            raise TransientError("empty_choices", "")
+            raise TransientError("empty_choices", "malformed response (empty choices)")
         choice = completion.choices[0]
         text = choice.message.content if choice.message is not None else None
         if text is None:
-            raise TransientError("malformed", "the first choice has no message text")
+            raise TransientError("malformed", "malformed response (no message text)")
         usage = completion.usage
         prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
         completion_tokens = getattr(usage, "completion_tokens", None) if usage else None
@@ -345,10 +349,10 @@ def _retry_after(headers) -> float | None:
         try:
             seconds = float(value) * scale
         except ValueError:
-            date = email.utils.parsedate_to_datetime(value) if scale == 1.0 else None
-            if date is None:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
                 continue
-            seconds = date.timestamp() - time.time()
         if math.isfinite(seconds):
             return max(seconds, 0.0)
     return None

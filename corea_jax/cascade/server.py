@@ -166,8 +166,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             return self._send_error(404, f"no route {self.path}", "not_found_error")
         if owner.api_key is not None:
-            if self.headers.get("Authorization", "") != f"Bearer {owner.api_key}":
-                return self._send_error(401, "invalid API key", "invalid_api_key")
+            presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            if presented != owner.api_key:
+                # Echoed in full on purpose, like a careless gateway: clients must scrub it.
+                message = f"Incorrect API key provided: {presented}"
+                return self._send_error(401, message, "invalid_api_key")
         try:
             body = json.loads(raw)
             messages = body["messages"]
@@ -257,7 +260,8 @@ class SimulatedLLMServer:
       model: the model name it serves (other names get 404, as a real endpoint does).
       latency_s: seconds each request waits before it is answered.
       faults: the fault injection (`FaultSpec`; none by default).
-      api_key: if set, requests without `Authorization: Bearer <api_key>` get 401.
+      api_key: if set, requests without `Authorization: Bearer <api_key>` get 401, whose
+        message echoes the key presented (the worst case a client must keep out of its logs).
       host, port: loopback address; port 0 picks a free port.
       question_key: identifies the question of a request, for the per-question counters and
         the fault draw (default: the content of the last message).
