@@ -30,7 +30,11 @@ _init = nnx.initializers.normal(stddev=0.02)
 
 
 class LayerCache(NamedTuple):
-    """One layer's KV cache: k, v [B, S, K, H], written at a shared slot index along S."""
+    """One layer's KV cache: k, v [B, K, S, H], written at a shared slot index along S.
+
+    Heads before slots, so the per-step score and weighted-sum contractions run over (B, K)
+    batch dimensions without transposing the cache.
+    """
 
     k: jax.Array
     v: jax.Array
@@ -93,18 +97,19 @@ class Attention(nnx.Module):
         inv_freq = inverse_frequencies(*self.rope)
         q = apply_rope(self.q_proj(x).reshape(b, t, n, h), positions, inv_freq)
         key = apply_rope(self.k_proj(x).reshape(b, t, k, h), positions, inv_freq)
-        value = self.v_proj(x).reshape(b, t, k, h)
+        key = key.transpose(0, 2, 1, 3)  # [B, K, T, H]: the cache layout
+        value = self.v_proj(x).reshape(b, t, k, h).transpose(0, 2, 1, 3)
         if cache is not None:
-            start = (0, cache_index, 0, 0)
+            start = (0, 0, cache_index, 0)
             key = jax.lax.dynamic_update_slice(cache.k, key.astype(cache.k.dtype), start)
             value = jax.lax.dynamic_update_slice(cache.v, value.astype(cache.v.dtype), start)
             cache = LayerCache(key, value)
-        q = q.reshape(b, t, k, n // k, h)
-        scores = jnp.einsum("btkrh,bskh->bkrts", q, key, preferred_element_type=jnp.float32)
+        q = q.reshape(b, t, k, n // k, h).transpose(0, 2, 3, 1, 4)  # [B, K, R, T, H]
+        scores = jnp.einsum("bkrth,bksh->bkrts", q, key, preferred_element_type=jnp.float32)
         scores = scores * (h**-0.5)
         scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
-        out = jnp.einsum("bkrts,bskh->btkrh", probs, value).reshape(b, t, n * h)
+        out = jnp.einsum("bkrts,bksh->btkrh", probs, value).reshape(b, t, n * h)
         return self.o_proj(out), cache
 
 
@@ -193,8 +198,8 @@ class CausalLM(nnx.Module):
 def init_cache(
     cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32
 ) -> tuple[LayerCache, ...]:
-    """Zeroed KV cache: per layer k, v [B, S=length, K, H]."""
-    shape = (batch, length, cfg.num_kv_heads, cfg.head_dim)
+    """Zeroed KV cache: per layer k, v [B, K, S=length, H]."""
+    shape = (batch, cfg.num_kv_heads, length, cfg.head_dim)
     return tuple(
         LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers)
     )

@@ -2,7 +2,7 @@
 
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
-per layer). The KV cache is `init_cache`'s: per layer k, v [B, S, K, H] with S = P + N, N the
+per layer). The KV cache is `init_cache`'s: per layer k, v [B, K, S, H] with S = P + N, N the
 bucketed decode budget. A row's positions count its real tokens only, so padding changes no
 logits. The cache lives inside one jitted call: XLA updates the while-loop carry in place.
 
@@ -49,7 +49,7 @@ class DecodeState(NamedTuple):
     """The while-loop carry. Rows are B = prompts x n samples."""
 
     step: jax.Array  # [] int32: index of the token sampled next
-    cache: tuple[LayerCache, ...]  # per layer k, v [B, S, K, H]
+    cache: tuple[LayerCache, ...]  # per layer k, v [B, K, S, H]
     logits: jax.Array  # [B, V] float32: the model's logits for token `step`
     tokens: jax.Array  # [B, N] int32 sampled tokens, pad_id once a row is done
     logprobs: jax.Array  # [B, N] float32 log-prob under the model (temperature 1)
@@ -103,7 +103,7 @@ def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
     (not its left padding) and to all decode slots up to this one.
     """
     slot = prompt_slots + step
-    s = jnp.arange(cache[0].k.shape[1])
+    s = jnp.arange(cache[0].k.shape[2])
     pad = prompt_slots - prompt_lengths
     mask = (s[None, :] >= pad[:, None]) & (s[None, :] <= slot)  # [B, S]
     positions = (prompt_lengths + step)[:, None]
@@ -137,8 +137,8 @@ def _generate(
         prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
     rows = b * n
     if mesh is not None:
-        shape = (rows, p + buffer, cfg.num_kv_heads, cfg.head_dim)
-        spec = named_sharding(mesh, ("batch", None, "kv_heads", None), shape)
+        shape = (rows, cfg.num_kv_heads, p + buffer, cfg.head_dim)
+        spec = named_sharding(mesh, ("batch", "kv_heads", None, None), shape)
         cache = jax.lax.with_sharding_constraint(cache, jax.tree.map(lambda _: spec, cache))
 
     stops = np.full((max(len(stop_seqs), 1), max([len(s) for s in stop_seqs] + [1])), -1, np.int32)
