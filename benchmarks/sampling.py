@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--preset", default=None, help="use a published shape instead")
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for the peak")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     cfg = BENCH_CONFIG if args.preset is None else preset(args.preset)
@@ -71,10 +72,13 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        save_model(CausalLM(cfg, rngs=nnx.Rngs(0)), model_dir)
-        model = load_model(model_dir, dtype=dtype)
+        if args.skip_torch:  # no second framework to share weights with: skip the round trip
+            model = CausalLM(cfg, dtype=dtype, rngs=nnx.Rngs(0))
+        else:
+            save_model(CausalLM(cfg, rngs=nnx.Rngs(0)), model_dir)
+            model = load_model(model_dir, dtype=dtype)
         sampler = Sampler(model, eos_ids=())
-        peak = peak_matmul_flops(dtype)
+        peak = peak_matmul_flops(dtype, args.peak_size)
         print(
             f"sampling: {cfg.num_params() / 1e6:.1f}M params, prompt {args.prompt_len}, "
             f"{args.new_tokens} new tokens, greedy, {args.dtype}, device "
