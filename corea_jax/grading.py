@@ -29,9 +29,9 @@ still take unbounded time or memory (`10^10^10^10`, a 100k-character expression)
 
 Defaults where nothing is prescribed (all fields of `GradingOptions`): `time_limit_s=5.0`
 (math-verify's own default), `max_answer_chars=2000` (the longest gold answer in the shipped
-data is under 500), `float_rounding=6` (math-verify's default: numbers equal after rounding to 6
-decimals when either side is not a short decimal), `choice_letters="ABCDEFGHIJ"`, and
-`memory_limit_mb=2048` per worker process.
+data is under 500), `float_rounding=6` (math-verify's default: a repeating decimal such as
+1/3 equals 0.333333; two finite decimals must match exactly), `choice_letters="ABCDEFGHIJ"`,
+and `memory_limit_mb=2048` per worker process.
 """
 
 from __future__ import annotations
@@ -193,13 +193,22 @@ def parse_number(text: str | None) -> Fraction | None:
     return None
 
 
+def _terminates(x: Fraction) -> bool:
+    """x has a finite decimal expansion (its denominator has no prime factor but 2 and 5)."""
+    d = x.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
 def numbers_equal(a: Fraction, b: Fraction, float_rounding: int = 6) -> bool:
-    """Exact equality, or equality after rounding to `float_rounding` decimals when either
-    side cannot be written exactly with that many decimals (`1/3` vs `0.333333`)."""
+    """Exact equality; or, when one side has no finite decimal expansion (`1/3`), equality
+    after rounding both to `float_rounding` decimals (`1/3` vs `0.333333`). Two finite decimals
+    must match exactly (`0.0000001` is not `0.0000002`)."""
     if a == b:
         return True
-    scale = 10**float_rounding
-    if (a * scale).denominator == 1 and (b * scale).denominator == 1:
+    if _terminates(a) and _terminates(b):
         return False
     return round(a, float_rounding) == round(b, float_rounding)
 
@@ -470,8 +479,12 @@ def _grade_choice(gold, answer, choices, options):
     want = extract_choice_letter(gold, letters)
     got = extract_choice_letter(answer, letters)
     if got is None and choices:
+        # The option's text instead of its letter. Options may repeat a text (CommonsenseQA
+        # does): the answer names each of them, so it is right if one is the gold option.
         text = _WS_RE.sub(" ", _WRAP_RE.sub(r"\1", strip_answer(answer))).strip().casefold()
-        got = next((lab for lab, t in choices if t.strip().casefold() == text), None)
+        named = {lab for lab, t in choices if _WS_RE.sub(" ", t).strip().casefold() == text}
+        if named:
+            return Grade(want in named, "choice")
     if got is None:
         return Grade(False, "choice", "no option letter in the answer")
     return Grade(got == want, "choice")

@@ -1,0 +1,188 @@
+"""Reward kernels: the reward of each of G completions of B prompts, pure `jnp` over `[B, G]`.
+
+reward = w_c * correctness + w_f * format + w_cal * calibration, where
+- correctness c in {0, 1}: the verified answer (`corea_jax.grading`);
+- format f in {0, 1}: layout complete and confidence parseable (`corea_jax.parsing`);
+- calibration = -distance(q, target), zero where the format failed (PAPER.md). q is the stated
+  confidence. The target is the **group accuracy** p_hat = mean_j c_j over the G samples of
+  the prompt (COREA), or the sample's own c (RLCR's Brier reward, `c - (q - c)^2`).
+
+Variants are data: `DISTANCES` and `TARGETS` hold small pure functions, `RewardConfig` picks
+them by name, and `PRESETS` names the paper's runs: `rlvr` (no calibration term), `brier`
+(L2 to the sample's c), `corea` (L1 to p_hat), `corea_l2`, `corea_kl`.
+
+Defaults for what the paper leaves open (fields of `RewardConfig`):
+- weights 1, 1, 1 (`correctness_weight`, `format_weight`, `calibration_weight`) and a 1/0
+  format reward;
+- p_hat counts the sample itself (`target="group"`, the paper's definition); `"group_loo"`
+  gives the leave-one-out accuracy of the other G - 1 samples instead;
+- KL direction: KL(Bernoulli(target) || Bernoulli(q)), the target's law first, like a
+  cross-entropy against p_hat; q is clipped to [kl_eps, 1 - kl_eps] with `kl_eps=0.01`, so the
+  term is bounded by log(1/kl_eps) ~ 4.6 (with a smaller eps, one overconfident miss could
+  outweigh every other term);
+- where the format failed the confidence is never read: it may hold any value, NaN included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from corea_jax.errors import CoreaError
+
+
+def group_accuracy(correct: jnp.ndarray) -> jnp.ndarray:
+    """p_hat: `[B, G]` 0/1 correctness -> `[B, G]` mean over the group, broadcast back."""
+    c = correct.astype(jnp.float32)
+    return jnp.broadcast_to(jnp.mean(c, axis=1, keepdims=True), c.shape)
+
+
+def group_accuracy_loo(correct: jnp.ndarray) -> jnp.ndarray:
+    """`[B, G]` -> `[B, G]` accuracy of the other G - 1 samples of each prompt (G >= 2)."""
+    c = correct.astype(jnp.float32)
+    g = c.shape[1]
+    if g < 2:
+        raise CoreaError(f"target='group_loo' needs a group of at least 2 samples, got G={g}")
+    return (jnp.sum(c, axis=1, keepdims=True) - c) / (g - 1)
+
+
+def sample_target(correct: jnp.ndarray) -> jnp.ndarray:
+    """`[B, G]` -> `[B, G]`: each sample's own correctness (RLCR's Brier target)."""
+    return correct.astype(jnp.float32)
+
+
+TARGETS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
+    "group": group_accuracy,
+    "group_loo": group_accuracy_loo,
+    "sample": sample_target,
+}
+
+
+def l1_distance(q: jnp.ndarray, target: jnp.ndarray, kl_eps: float) -> jnp.ndarray:
+    """|q - target|, elementwise `[B, G]` (COREA's choice)."""
+    del kl_eps
+    return jnp.abs(q - target)
+
+
+def l2_distance(q: jnp.ndarray, target: jnp.ndarray, kl_eps: float) -> jnp.ndarray:
+    """(q - target)^2, elementwise `[B, G]`."""
+    del kl_eps
+    return jnp.square(q - target)
+
+
+def _xlogy(x, y):
+    return jnp.where(x == 0, 0.0, x * jnp.log(jnp.where(x == 0, 1.0, y)))
+
+
+def kl_distance(q: jnp.ndarray, target: jnp.ndarray, kl_eps: float) -> jnp.ndarray:
+    """KL(Bernoulli(target) || Bernoulli(q)) with q clipped to [kl_eps, 1 - kl_eps], `[B, G]`.
+
+    0 * log 0 = 0, so a target of exactly 0 or 1 is fine.
+    """
+    q = jnp.clip(q, kl_eps, 1.0 - kl_eps)
+    p = target
+    return _xlogy(p, p / q) + _xlogy(1.0 - p, (1.0 - p) / (1.0 - q))
+
+
+DISTANCES: dict[str, Callable[[jnp.ndarray, jnp.ndarray, float], jnp.ndarray]] = {
+    "l1": l1_distance,
+    "l2": l2_distance,
+    "kl": kl_distance,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """Which reward terms, and how much each counts. Hashable: pass it as a static argument.
+
+    Attributes:
+      calibration: a key of `DISTANCES`, or None for no calibration term (RLVR).
+      target: a key of `TARGETS`: "group" (p_hat), "group_loo", or "sample" (Brier).
+      correctness_weight, format_weight, calibration_weight: the weights of the sum.
+      kl_eps: confidence clipping for the "kl" distance.
+    """
+
+    calibration: str | None = "l1"
+    target: str = "group"
+    correctness_weight: float = 1.0
+    format_weight: float = 1.0
+    calibration_weight: float = 1.0
+    kl_eps: float = 0.01
+
+    def __post_init__(self):
+        if self.calibration is not None and self.calibration not in DISTANCES:
+            raise CoreaError(
+                f"RewardConfig.calibration={self.calibration!r}: expected one of "
+                f"{sorted(DISTANCES)} or None"
+            )
+        if self.target not in TARGETS:
+            raise CoreaError(
+                f"RewardConfig.target={self.target!r}: expected one of {sorted(TARGETS)}"
+            )
+        if not 0.0 < self.kl_eps < 0.5:
+            raise CoreaError(f"RewardConfig.kl_eps={self.kl_eps}: must be in (0, 0.5)")
+
+
+PRESETS: dict[str, RewardConfig] = {
+    "rlvr": RewardConfig(calibration=None),
+    "brier": RewardConfig(calibration="l2", target="sample"),
+    "corea": RewardConfig(calibration="l1", target="group"),
+    "corea_l2": RewardConfig(calibration="l2", target="group"),
+    "corea_kl": RewardConfig(calibration="kl", target="group"),
+}
+
+
+def reward_config(preset: str = "corea", **overrides) -> RewardConfig:
+    """`PRESETS[preset]` with some fields replaced, e.g. `reward_config("corea", kl_eps=0.05)`."""
+    if preset not in PRESETS:
+        raise CoreaError(f"reward preset {preset!r}: expected one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(RewardConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise CoreaError(f"reward option(s) {unknown}: expected some of {sorted(fields)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def compute_rewards(
+    correct: jnp.ndarray,
+    confidence: jnp.ndarray,
+    format_ok: jnp.ndarray,
+    config: RewardConfig = PRESETS["corea"],
+) -> dict[str, jnp.ndarray]:
+    """Rewards and their parts for a batch of groups. Jittable with `config` static.
+
+    Args:
+      correct: `[B, G]` bool or 0/1: the answer was verified correct.
+      confidence: `[B, G]` float: the stated confidence q (read only where `format_ok`).
+      format_ok: `[B, G]` bool: the layout is complete and the confidence valid.
+      config: the reward terms and weights (`PRESETS[...]` or `reward_config(...)`).
+
+    Returns:
+      A dict of `[B, G]` float32 arrays: "reward" (the weighted sum), and, unweighted for
+      logging, "correctness", "format", "calibration" (-distance, 0 where the format failed),
+      and "target" (p_hat, or c for "sample").
+    """
+    c = correct.astype(jnp.float32)
+    ok = format_ok.astype(bool)
+    f = ok.astype(jnp.float32)
+    target = TARGETS[config.target](c)
+    if config.calibration is None:
+        calibration = jnp.zeros_like(c)
+    else:
+        q = jnp.where(ok, confidence.astype(jnp.float32), 0.5)  # no NaN can leak through
+        distance = DISTANCES[config.calibration](q, target, config.kl_eps)
+        calibration = jnp.where(ok, -distance, 0.0)
+    reward = (
+        config.correctness_weight * c
+        + config.format_weight * f
+        + config.calibration_weight * calibration
+    )
+    return {
+        "reward": reward,
+        "correctness": c,
+        "format": f,
+        "calibration": calibration,
+        "target": target,
+    }
