@@ -31,7 +31,7 @@ from corea_jax.cascade import (
     SimulatedLLMServer,
     TransientError,
 )
-from corea_jax.cascade.client import _retry_after
+from corea_jax.cascade.client import _retry_after, parse_chat_completion
 from corea_jax.errors import CoreaError
 
 MODEL = "simulated-llm"
@@ -150,6 +150,26 @@ def test_backoff_schedule_and_retry_after_parsing():
     date = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 <= _retry_after({"retry-after": date}) <= 31
     assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+
+
+def test_parse_chat_completion_rejects_malformed_bodies_and_tolerates_missing_usage():
+    good = {
+        "choices": [{"message": {"content": "hi"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+    assert parse_chat_completion(good) == ChatReply("hi", 3, 1, "length")
+    partial = {"choices": [{"message": {"content": ""}}], "usage": {"prompt_tokens": True}}
+    assert parse_chat_completion(partial) == ChatReply("", None, None, None)
+    for body, kind in [
+        ("<html>busy</html>", "malformed"),
+        ({"id": "x"}, "malformed"),
+        ({"choices": []}, "empty_choices"),
+        ({"choices": [{"message": {"content": None, "tool_calls": []}}]}, "malformed"),
+        ({"choices": ["hi"]}, "malformed"),
+    ]:
+        with pytest.raises(TransientError) as err:
+            parse_chat_completion(body)
+        assert err.value.kind == kind
 
 
 def test_failure_budget_stops_the_run_with_one_clear_line(tmp_path):

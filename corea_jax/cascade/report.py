@@ -30,12 +30,16 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}"
 
 
+def _money(x: float) -> str:
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.4g}"
+
+
 def _row(name: str, point: OperatingPoint, llm_cost: float) -> str:
     tau = "" if math.isnan(point.tau) else f"{point.tau:.3g}"
     rel = point.avg_cost / llm_cost - 1 if llm_cost > 0 else float("nan")
     rel_s = "n/a" if math.isnan(rel) else f"{100 * rel:+.1f}%"
     return (
-        f"| {name} | {tau} | {_pct(point.pass_at_1)} | {1000 * point.avg_cost:.4g} | {rel_s} "
+        f"| {name} | {tau} | {_pct(point.pass_at_1)} | {_money(1000 * point.avg_cost)} | {rel_s} "
         f"| {_pct(point.llm_fraction)} |"
     )
 
@@ -59,7 +63,7 @@ def summary_table(sweep: Sweep, choices: Sequence[TauChoice] = (), title: str | 
     for choice in choices:
         point = choice.test if choice.test is not None else choice.calibration
         flag = "" if choice.feasible else " (constraint not met)"
-        lines.append(_row(f"COREA cascade, tau by {choice.rule}{flag}", point, llm_cost))
+        lines.append(_row(f"cascade, tau by {choice.rule}{flag}", point, llm_cost))
         f = point.llm_fraction
         random = OperatingPoint(
             float("nan"),
@@ -163,7 +167,8 @@ def plot_reliability(
     n_bins: int = 10,
     invalid_confidence: float = 0.0,
 ) -> Path:
-    """Reliability diagrams, one panel per `name: (confidence [Q], correct [Q])`.
+    """Reliability diagrams, one panel per `name: (confidence [Q], correct [Q])`: accuracy per
+    bin as bars, the bin's mean confidence as a red line (on the diagonal when calibrated).
 
     Confidence is NaN where invalid; such answers count as `invalid_confidence` (default 0).
     """
@@ -189,16 +194,7 @@ def plot_reliability(
         count = np.array([b["count"] or 0 for b in bins], float)
         top, bottom = axes[0, col], axes[1, col]
         top.bar(lower, np.nan_to_num(acc), width, align="edge", edgecolor="k", label="accuracy")
-        top.bar(
-            lower,
-            np.nan_to_num(conf - acc),
-            width,
-            bottom=np.nan_to_num(acc),
-            align="edge",
-            color="C3",
-            alpha=0.35,
-            label="gap to mean confidence",
-        )
+        top.hlines(conf, lower, lower + width, colors="C3", lw=2.5, label="mean confidence")
         top.plot([0, 1], [0, 1], "k--", lw=1)
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
