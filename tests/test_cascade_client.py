@@ -31,7 +31,7 @@ from corea_jax.cascade import (
     SimulatedLLMServer,
     TransientError,
 )
-from corea_jax.cascade.client import _retry_after, parse_chat_completion
+from corea_jax.cascade.backend import parse_chat_completion, parse_retry_after
 from corea_jax.errors import CoreaError
 
 MODEL = "simulated-llm"
@@ -145,11 +145,11 @@ def test_backoff_schedule_and_retry_after_parsing():
         assert full * 0.5 <= delay <= full
     assert 3.0 <= policy_.delay(1, 3.0, rng) <= 3.0 * 1.05  # the server's ask wins
     assert policy_.delay(1, 1e6, rng) <= RetryPolicy().max_retry_after_s * 1.05  # capped
-    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
     date = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= _retry_after({"retry-after": date}) <= 31
-    assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+    assert 25 <= parse_retry_after({"retry-after": date}) <= 31
+    assert parse_retry_after({"retry-after": "soon"}) is None and parse_retry_after({}) is None
 
 
 def test_parse_chat_completion_rejects_malformed_bodies_and_tolerates_missing_usage():
@@ -266,7 +266,9 @@ def test_secret_key_never_reaches_cache_logs_or_outputs(tmp_path, monkeypatch, c
             texts += [repr(c), repr(got), repr(c.stats), repr(endpoint)]
         assert [r.text for r in got] == [expected_text(i) for i in range(60)]
         wrong = LLMEndpoint(server.base_url, MODEL, api_key_env="COREA_TEST_WRONG_KEY")
-        with pytest.raises(CoreaError, match="HTTP 401") as err:
+        with pytest.raises(
+            CoreaError, match="HTTP 401.*check the key in .COREA_TEST_WRONG_KEY"
+        ) as err:
             LLMClient(wrong, options=options).complete(make_requests(3))
         texts.append(str(err.value))
     out, errs = capfd.readouterr()

@@ -1,7 +1,9 @@
 """The SLM -> LLM cascade: pure deferral, cost and sweep logic around a small LLM client.
 
-- `client`: `LLMClient` answers `LLMRequest`s through an OpenAI-compatible endpoint (the only
-  code here that talks to the network), with retries, bounded concurrency and a failure budget.
+- `client`: `LLMClient` answers `LLMRequest`s through a `ChatBackend` (`backend`; the default
+  speaks to any OpenAI-compatible endpoint and is the only code here that talks to the network),
+  with the cache, retries, bounded concurrency and a failure budget; `endpoint` holds its
+  settings (`LLMEndpoint`, `SamplingParams`, `RetryPolicy`, `ClientOptions`).
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
 - `server`: `SimulatedLLMServer`, a loopback OpenAI-compatible server with fault injection
   (tests, benchmark, the offline demo's clearly labelled simulated LLM).
@@ -10,23 +12,18 @@
 - `report`: the Markdown table and the PNG plots.
 """
 
-from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache, cache_key, redact_url
-from corea_jax.cascade.client import (
+from corea_jax.cascade.backend import (
     ChatBackend,
     ChatReply,
-    ClientOptions,
-    ClientStats,
-    LLMClient,
-    LLMEndpoint,
-    LLMRequest,
-    LLMResponse,
     OpenAIChatBackend,
     PermanentError,
-    RetryPolicy,
-    SamplingParams,
     TransientError,
+    parse_chat_completion,
 )
+from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache, cache_key, redact_url
+from corea_jax.cascade.client import ClientStats, LLMClient, LLMRequest, LLMResponse
 from corea_jax.cascade.cost import DEFAULT_PRICES, ModelPrice, PriceTable, cascade_cost
+from corea_jax.cascade.endpoint import ClientOptions, LLMEndpoint, RetryPolicy, SamplingParams
 from corea_jax.cascade.report import (
     plot_pass_vs_cost,
     plot_reliability,
@@ -100,6 +97,7 @@ __all__ = [
     "effective_confidence",
     "evaluate_tau",
     "mean_token_probability",
+    "parse_chat_completion",
     "plot_pass_vs_cost",
     "plot_reliability",
     "plot_vs_tau",

@@ -16,9 +16,10 @@ gateways) it adds:
   ones. Other 4xx (bad key, unknown model, bad request) stop the run at once: every question
   would fail the same way;
 - a failure budget: a question that fails `max_attempts` times counts against
-  `max_failed_questions` (default 0). Past the budget the run stops with one `CoreaError` line
-  naming the endpoint, the question and the last fault; the answers received so far stay cached,
-  so running again resumes. Within the budget a failed question comes back with `error` set;
+  `max_failed_questions` (default 0, counted over the client's lifetime). Past the budget the
+  run stops with one `CoreaError` line naming the endpoint, the question and the last fault; the
+  answers received so far stay cached, so running again resumes. Within the budget a failed
+  question comes back with `error` set (and is not cached);
 - usage: token counts come from the response's `usage`; when a server omits it, from
   `count_tokens` (the SLM's tokenizer, say) over the message contents and the answer text
   (`usage_source="tokenizer"`; chat-template tokens are not counted), or, without one, from
@@ -28,140 +29,32 @@ gateways) it adds:
 Secrets: the API key is read from the environment variable *named* by `LLMEndpoint.api_key_env`
 when the client is built, given to the SDK, and nowhere else: not in requests' cache keys or rows,
 not in `repr`s, logs or error messages (error text from the server is scrubbed of it).
-
-Defaults where nothing is prescribed (all parameters): `concurrency=16`, `timeout_s=300`
-(a 2k-token answer from a 32B model at ~30 tokens/s, plus queueing), `connect_timeout_s=10`,
-`max_attempts=6`, backoff from 1 s doubling to at most 60 s with the delay drawn uniformly from
-[1 - jitter, 1] x backoff (`jitter=0.5`), `max_retry_after_s=120`, `max_failed_questions=0`,
-temperature 0 and `max_tokens=2048` (the paper's response length).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import email.utils
 import logging
 import math
-import os
 import random
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 
+from corea_jax.cascade.backend import (
+    ChatBackend,
+    ChatReply,
+    OpenAIChatBackend,
+    PermanentError,
+    TransientError,
+)
 from corea_jax.cascade.cache import ResponseCache, cache_key, redact_url
+from corea_jax.cascade.endpoint import NO_KEY, ClientOptions, LLMEndpoint, SamplingParams
 from corea_jax.errors import CoreaError
 
 log = logging.getLogger(__name__)
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-NO_KEY = "EMPTY"  # what vLLM / SGLang accept when they run without authentication
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclasses.dataclass(frozen=True)
-class LLMEndpoint:
-    """Where the LLM is: an OpenAI-compatible `base_url` (".../v1"), the `model` name it serves,
-    and the *name* of the environment variable holding the API key (None: no key, "EMPTY" is
-    sent, as vLLM and SGLang expect)."""
-
-    base_url: str
-    model: str
-    api_key_env: str | None = "OPENAI_API_KEY"
-
-    def __post_init__(self):
-        if not self.base_url.startswith(("http://", "https://")):
-            raise CoreaError(f"llm.base_url {redact_url(self.base_url)!r}: expected http(s)://...")
-        if not self.model:
-            raise CoreaError("llm.model: empty model name")
-        if self.api_key_env is not None and not _ENV_NAME.fullmatch(self.api_key_env):
-            # Never echo the value: it may be the key itself, pasted into the wrong field.
-            raise CoreaError(
-                "llm.api_key_env must be the *name* of an environment variable (letters, digits, "
-                "underscores), not the key itself"
-            )
-
-    def read_api_key(self) -> str:
-        if self.api_key_env is None:
-            return NO_KEY
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise CoreaError(
-                f"llm.api_key_env: environment variable {self.api_key_env} is not set or empty"
-            )
-        return key
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingParams:
-    """Sampling parameters sent with every request (None: not sent). They are part of the cache
-    key, so changing one makes new calls."""
-
-    temperature: float | None = 0.0
-    top_p: float | None = None
-    max_tokens: int | None = 2048
-    seed: int | None = None
-    stop: tuple[str, ...] | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if out["stop"] is not None:
-            out["stop"] = list(out["stop"])
-        return {k: v for k, v in out.items() if v is not None}
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of one request; see the module docstring for the defaults."""
-
-    max_attempts: int = 6
-    initial_backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
-    max_retry_after_s: float = 120.0
-
-    def __post_init__(self):
-        if self.max_attempts < 1:
-            raise CoreaError(f"RetryPolicy.max_attempts={self.max_attempts}: must be >= 1")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise CoreaError(f"RetryPolicy.jitter={self.jitter}: must be in [0, 1]")
-
-    def delay(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait after the `failures`-th failed attempt (1-based)."""
-        if retry_after is not None:
-            # Honour the server, with a little spread so waiting clients do not return in step.
-            wait = min(max(retry_after, 0.0), self.max_retry_after_s)
-            return wait * (1.0 + 0.1 * self.jitter * rng.random())
-        backoff = min(
-            self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (failures - 1)
-        )
-        return backoff * (1.0 - self.jitter * rng.random())
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientOptions:
-    """Concurrency, timeouts (seconds), retries and the failure budget of an `LLMClient`."""
-
-    concurrency: int = 16
-    timeout_s: float = 300.0
-    connect_timeout_s: float = 10.0
-    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
-    max_failed_questions: int = 0
-    chars_per_token: float = 4.0
-
-    def __post_init__(self):
-        if self.concurrency < 1:
-            raise CoreaError(f"ClientOptions.concurrency={self.concurrency}: must be >= 1")
-        if not self.timeout_s > 0:
-            raise CoreaError(f"ClientOptions.timeout_s={self.timeout_s}: must be > 0")
-
 
 # ---------------------------------------------------------------------------------------------
 # Requests and responses
@@ -204,7 +97,8 @@ class LLMResponse:
       cached: answered from the cache, without a call.
       attempts: calls made for it in this run (0 when cached).
       latency_s: seconds from the first attempt to the answer (0 when cached).
-      error: why it failed, for a question that failed within the failure budget; else None.
+      error: why it failed, for a question that failed within the failure budget (its
+        `usage_source` is then "none" and it is not cached); else None.
     """
 
     qid: str
@@ -232,147 +126,6 @@ class ClientStats:
     answered: int = 0
     failed_questions: int = 0
     faults: Counter = dataclasses.field(default_factory=Counter)
-
-
-# ---------------------------------------------------------------------------------------------
-# Backends: one call, no retries
-
-
-@dataclasses.dataclass(frozen=True)
-class ChatReply:
-    """A backend's answer; token counts are None when the server did not report them."""
-
-    text: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    finish_reason: str | None
-
-
-class TransientError(Exception):
-    """A fault worth retrying; `kind` names it for the stats, `retry_after` is the server's ask."""
-
-    def __init__(self, kind: str, detail: str = "", retry_after: float | None = None):
-        super().__init__(detail or kind)
-        self.kind, self.retry_after = kind, retry_after
-
-
-class PermanentError(Exception):
-    """A fault that retrying cannot fix (bad key, unknown model, bad request)."""
-
-
-class ChatBackend(Protocol):
-    def chat(
-        self, messages: Sequence[Mapping[str, str]], params: Mapping[str, object]
-    ) -> ChatReply:
-        """One call. Raises `TransientError` or `PermanentError`; never retries itself."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class OpenAIChatBackend:
-    """`chat.completions.create` through the `openai` SDK, its own retries off."""
-
-    def __init__(self, endpoint: LLMEndpoint, api_key: str, options: ClientOptions):
-        import openai
-
-        self._openai = openai
-        self._model = endpoint.model
-        self._timeout_s = options.timeout_s
-        self._client = openai.OpenAI(
-            base_url=endpoint.base_url,
-            api_key=api_key,
-            max_retries=0,
-            timeout=openai.Timeout(
-                options.timeout_s, connect=min(options.connect_timeout_s, options.timeout_s)
-            ),
-        )
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatBackend(model={self._model!r})"
-
-    def chat(self, messages, params) -> ChatReply:
-        openai = self._openai
-        body = {"model": self._model, "messages": list(messages), **params}
-        try:
-            # The SDK's generic `post` (its documented way to make custom requests) rather than
-            # `chat.completions.create`: the typed path validates the request against its
-            # TypedDicts and builds pydantic models for the reply, ~1 ms of CPU per call that
-            # adds up at 64 calls in flight. The transport, auth, timeouts and HTTP error
-            # classes are the SDK's either way; the reply is checked by `parse_chat_completion`.
-            data = self._client.post("/chat/completions", cast_to=object, body=body)
-        except openai.APITimeoutError:
-            raise TransientError("timeout", f"no answer within {self._timeout_s:g} s") from None
-        except openai.APIConnectionError as exc:
-            cause = type(exc.__cause__ or exc).__name__
-            raise TransientError("connection", f"connection error ({cause})") from None
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            detail = _error_message(exc)
-            if status in (408, 409, 429) or status >= 500:
-                kind = "rate_limit" if status == 429 else f"http_{status}"
-                retry_after = _retry_after(exc.response.headers)
-                raise TransientError(kind, f"HTTP {status}: {detail}", retry_after) from None
-            raise PermanentError(f"HTTP {status}: {detail}") from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            kind = type(exc).__name__
-            raise TransientError("malformed", f"malformed response ({kind})") from None
-        return parse_chat_completion(data)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def parse_chat_completion(data: object) -> ChatReply:
-    """The first choice's text, usage and finish reason from a decoded chat-completion body;
-    anything else (not an object, no or empty `choices`, no message text) is a `TransientError`
-    ("malformed" or "empty_choices"). A missing or partial `usage` gives None token counts."""
-    if not isinstance(data, Mapping) or "choices" not in data:
-        raise TransientError("malformed", "malformed response (not a chat completion)")
-    choices = data["choices"]
-    if not isinstance(choices, list) or not choices:
-        raise TransientError("empty_choices", "malformed response (empty choices)")
-    choice = choices[0] if isinstance(choices[0], Mapping) else {}
-    message = choice.get("message")
-    text = message.get("content") if isinstance(message, Mapping) else None
-    if not isinstance(text, str):
-        raise TransientError("malformed", "malformed response (no message text)")
-    usage = data.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    counts = [
-        n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
-        for n in (prompt, completion)
-    ]
-    finish = choice.get("finish_reason")
-    return ChatReply(text, counts[0], counts[1], finish if isinstance(finish, str) else None)
-
-
-def _error_message(exc) -> str:
-    body = exc.body
-    if isinstance(body, Mapping):
-        body = body.get("error", body)
-        if isinstance(body, Mapping):
-            body = body.get("message", body)
-    return str(body if body is not None else exc.message)[:200]
-
-
-def _retry_after(headers) -> float | None:
-    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), else None."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            try:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                continue
-        if math.isfinite(seconds):
-            return max(seconds, 0.0)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +169,13 @@ class LLMClient:
         self.stats = ClientStats()
         key = endpoint.read_api_key() if backend is None else None
         self._secrets = tuple(s for s in (key,) if s and s != NO_KEY)
-        self._backend = backend or OpenAIChatBackend(endpoint, key, self.options)
+        self._backend = backend or OpenAIChatBackend(
+            endpoint.base_url,
+            endpoint.model,
+            key,
+            self.options.timeout_s,
+            self.options.connect_timeout_s,
+        )
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -532,7 +291,11 @@ class LLMClient:
                         raise _Abort from None
                 continue
             except PermanentError as exc:
-                self._fail(failure, abort, f"question {request.qid}: {self._scrub(str(exc))}")
+                message = f"question {request.qid}: {self._scrub(str(exc))}"
+                if exc.status in (401, 403):
+                    name = self.endpoint.api_key_env
+                    message += f" (check the key in ${name})" if name else " (no key was sent)"
+                self._fail(failure, abort, message)
                 raise _Abort from None
             answer = self._answer(request, reply, attempt, time.monotonic() - start)
             if self.cache is not None:
