@@ -46,8 +46,13 @@ from corea_jax.grading import Grade, GradeTask, GradingOptions
 def _worker_main(argv: list[str]) -> None:
     """Worker loop: receive chunks of (index, task), send back (index, Grade) per task.
 
-    argv: the read fd, the write fd, and the `GradingOptions` as JSON.
+    argv: the read fd, the write fd, and the `GradingOptions` as JSON; with no arguments, a
+    self-check of the imports (what to run when workers will not start).
     """
+    if not argv:
+        grading.warm_up()
+        print("corea_jax.grading_workers: math-verify imports and grades; workers can start")
+        return
     conn_in = Connection(int(argv[0]), writable=False)
     conn_out = Connection(int(argv[1]), readable=False)
     options = GradingOptions(**json.loads(argv[2]))
@@ -155,6 +160,7 @@ class Grader:
         self.startup_s = startup_s
         self._workers: list[_Worker] = []
         self.restarts = 0
+        self._failed_starts = 0
 
     def __enter__(self) -> Grader:
         return self
@@ -231,14 +237,26 @@ class Grader:
         return results  # type: ignore[return-value]
 
     def _replace(self, w: _Worker, queue, results, method: str, reason: str) -> int:
-        """Kill `w`, grade the answer it was on as wrong, requeue the rest; returns 1."""
+        """Kill `w`, grade the answer it was on as wrong, requeue the rest, start a new worker;
+        returns how many answers were settled (0 or 1)."""
         w.kill()
-        stuck = w.pending.popleft()
-        results[stuck] = Grade(False, method, reason)
+        if w.fresh and method == "crashed":
+            self._failed_starts += 1
+            if self._failed_starts >= 3:  # a broken install, not a bad answer
+                raise RuntimeError(
+                    "grading workers keep dying before their first answer; run "
+                    f"`{sys.executable} -m corea_jax.grading_workers` to see why"
+                )
+        else:
+            self._failed_starts = 0
+        settled = 0
+        if w.pending:
+            results[w.pending.popleft()] = Grade(False, method, reason)
+            settled = 1
         queue.extendleft(reversed(w.pending))
         self._workers[self._workers.index(w)] = _Worker(self.options)
         self.restarts += 1
-        return 1
+        return settled
 
 
 def grade_batch(

@@ -1,6 +1,7 @@
 """Answer grading: equivalence per kind, safety limits, worker pool, and the real gold answers."""
 
 import json
+import math
 import os
 import random
 import re
@@ -10,6 +11,8 @@ import time
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corea_jax import grading
 from corea_jax.errors import CoreaError
@@ -239,6 +242,60 @@ def test_constant_screen_values(text, value):
     assert got == pytest.approx(value) if value is not None else got is None
 
 
+LATEX_BITS = st.sampled_from(
+    [
+        "\\frac",
+        "\\sqrt",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "^",
+        "-",
+        "+",
+        "/",
+        "*",
+        "\\pi",
+        "1",
+        "25",
+        "0.5",
+        ",",
+        "x",
+        "=",
+        "\\boxed{",
+        "\\text{",
+        "$",
+        "%",
+        " ",
+        "####",
+        "yes",
+        "(B)",
+        "\\left(",
+        "\\right)",
+        "\\cdot",
+        "e",
+        "\\",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(LATEX_BITS, max_size=30).map("".join)))
+def test_cheap_paths_never_raise(text):
+    """Everything that runs before math-verify takes any text without an exception."""
+    grading.exact_key(text)
+    value = parse_number(text)
+    assert value is None or isinstance(value, Fraction)
+    c = constant_value(text)
+    assert c is None or not math.isnan(c)
+    parse_yes_no(text)
+    for kind, gold in (("choice", "B"), ("yesno", "Yes"), ("numeric", "12")):
+        grade = grade_answer(gold, text, kind, options=GradingOptions(time_limit_s=2.0))
+        assert isinstance(grade.correct, bool)
+
+
 def test_soft_time_limit_stops_a_pathological_answer_in_process():
     options = GradingOptions(time_limit_s=0.5, max_answer_chars=None)
     grade = grade_answer("5", "\\boxed{10^{10^{10^{10}}}}", "math", options=options)
@@ -301,6 +358,12 @@ def test_a_stuck_or_dead_worker_costs_one_answer(sig, method):
         assert grades[0].method == method and not grades[0].correct
         assert all(x.correct for x in grades[1:])
         assert g.grade([GradeTask("2", "2.0")])[0].correct  # the replacement works
+
+
+def test_workers_that_cannot_start_are_an_error_not_wrong_answers(monkeypatch):
+    monkeypatch.setattr("corea_jax.grading_workers.sys.executable", "/bin/false")
+    with Grader(workers=1) as g, pytest.raises(RuntimeError, match="before their first answer"):
+        g.grade([GradeTask(str(i), str(i)) for i in range(5)])
 
 
 def test_duplicates_are_graded_once_and_order_is_kept(grader):
