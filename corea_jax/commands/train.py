@@ -1,14 +1,28 @@
-"""`corea-jax train`: not built yet (issue #6)."""
+"""`corea-jax train`: GRPO (RLVR / Brier / COREA rewards) or SFT warm-up.
 
-from corea_jax.commands import not_built
+    corea-jax train --config=configs/FILE.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]
+
+Checkpoints (orbax, keep-last-N), `metrics.jsonl` and the exported HF model directory
+(`DIR/export`) go to --workdir; running again with the same --workdir resumes from the latest
+checkpoint. The reward preset, loss and optimizer options are keys of the config (see
+configs/common.py).
+"""
+
+from pathlib import Path
+
+from corea_jax.errors import CoreaError
 
 TAKES_CONFIG = True
 
 
 def add_arguments(parser):
-    del parser
+    parser.add_argument("--workdir", type=Path, required=True, help="run directory")
 
 
-def run(args):
-    del args
-    return not_built("train", 6)
+def run(args) -> int:
+    if args.config is None:
+        raise CoreaError("train needs --config=configs/FILE.py")
+    from corea_jax.train import run as train_run
+
+    train_run(args.config, args.workdir)
+    return 0

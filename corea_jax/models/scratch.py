@@ -1,0 +1,95 @@
+"""A small model built from scratch as a real HF model directory (tokenizer included).
+
+For offline work (tests, the smoke config, the demo) where no pretrained weights can be
+downloaded: a byte-level BPE tokenizer is trained with the `tokenizers` library on the task's own
+text, given a ChatML chat template (Qwen2.5's format), and saved beside a randomly initialised
+Qwen2-architecture model. The result loads with `load_model` / `load_tokenizer` and with
+transformers, like any downloaded checkpoint.
+
+Special tokens, in id order: `<|endoftext|>` (padding), `<|im_start|>`, `<|im_end|>` (EOS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+from flax import nnx
+
+from corea_jax.models.config import ModelConfig
+from corea_jax.models.loading import save_model
+from corea_jax.models.transformer import CausalLM
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchModel:
+    """Shape of the from-scratch model; the vocabulary size comes from the trained tokenizer."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 512  # BPE target size (the tokenizer may stop short of it)
+    seed: int = 0
+
+
+def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 512):
+    """Trains a byte-level BPE tokenizer on `texts` and saves it (HF layout) to `out_dir`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=SPECIAL_TOKENS[0],
+        eos_token=SPECIAL_TOKENS[2],
+        chat_template=CHATML_TEMPLATE,
+    )
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_scratch_model(out_dir: str | Path, texts: Iterable[str], spec: ScratchModel) -> Path:
+    """Writes tokenizer + random Qwen2-architecture weights + config.json to `out_dir`."""
+    out_dir = Path(out_dir)
+    tok_dir = out_dir.with_name(out_dir.name + ".tokenizer")
+    tokenizer = train_tokenizer(texts, tok_dir, spec.vocab_size)
+    cfg = ModelConfig(
+        family="qwen2",
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads,
+        head_dim=spec.hidden_size // spec.num_heads,
+        rope_theta=10_000.0,
+        qkv_bias=True,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[2]),
+    )
+    save_model(CausalLM(cfg, rngs=nnx.Rngs(spec.seed)), out_dir, tokenizer_dir=tok_dir)
+    import shutil
+
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    return out_dir

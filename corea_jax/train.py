@@ -1,0 +1,530 @@
+"""The training loop: rollout -> parse -> grade -> rewards -> advantages -> update -> log -> save.
+
+`run(config, workdir)` is what `corea-jax train` calls; everything below it takes typed
+arguments. One copy of the weights: the sampler is given the trainer's current (sharded)
+parameters on every rollout, so there is no trainer -> sampler weight sync.
+
+Determinism and resume. Step s uses prompts s*B .. s*B + B - 1 of a per-epoch permutation of
+the training set (seeded by (seed, epoch)), and rollout seed (seed, s). A checkpoint therefore
+needs only the TrainState (its `step` is the data position) and the run's config: a run killed
+at any step and resumed from `--workdir` replays exactly the steps it had not finished, and
+resuming at an epoch boundary simply starts the next epoch's permutation.
+
+Faults. A non-finite loss or gradient is rejected inside the step (parameters kept) and stops
+the run with an error naming the step; checkpoints are only written after finite steps, so the
+last good one is never overwritten. SIGTERM (preemption) saves a checkpoint and exits cleanly.
+
+Departures from standard GRPO (see `grpo.py` for the loss): advantages are mean-centred
+without std scaling by default (RLCR's choice; std scaling pushes models to overconfidence), and
+the rollout log-probs come from the sampler, so no extra forward pass computes the old policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from corea_jax import advantages as adv_lib
+from corea_jax import grpo, rewards
+from corea_jax import metrics as metrics_lib
+from corea_jax.errors import CoreaError
+from corea_jax.sampling import Sampler, bucket, make_method
+from corea_jax.sharding import DEFAULT_RULES, named_sharding
+from corea_jax.train_step import (
+    Batch,
+    OptimConfig,
+    TrainState,
+    jit_train_step,
+    make_batch,
+    make_optimizer,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """Sampling for GRPO groups. Defaults: G = 8, temperature 1.0, 256 new tokens."""
+
+    group_size: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    steps: int = 100
+    prompts_per_step: int = 8  # B; the batch has B x G rows
+    num_iterations: int = 1  # mu: updates per rollout batch
+    micro_batches: int = 1
+    seed: int = 0
+    mode: str = "grpo"  # "grpo" | "sft"
+    sft_confidence: float = 0.9  # the confidence the SFT reference traces state
+    log_every: int = 1
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    grading_workers: int = 1
+
+
+@dataclasses.dataclass
+class Task:
+    """What the loop trains on: tokenised prompts plus everything needed to grade them."""
+
+    prompts: list[list[int]]  # per record
+    golds: list[str]
+    kinds: list[str]
+    references: list[str] | None  # SFT targets (completion text), or None
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> np.ndarray:
+    """Record indices of step `step`: a slice of the per-epoch permutation, across epochs."""
+    flat = np.arange(step * batch, (step + 1) * batch)
+    epochs = flat // n
+    return np.array([epoch_order(n, seed, e)[i % n] for e, i in zip(epochs, flat, strict=True)])
+
+
+def load_user_function(spec: str) -> Callable:
+    """`package.module:function` -> the function (user reward terms, without editing us)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise CoreaError(f"reward.extra_term {spec!r}: expected 'module:function'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise CoreaError(f"reward.extra_term {spec!r}: cannot import ({e})") from e
+
+
+class Trainer:
+    """Holds the jitted step, the sampler and the checkpoint manager for one run."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        task: Task,
+        *,
+        workdir: Path,
+        mesh: Mesh,
+        rollout: RolloutConfig,
+        loop: LoopConfig,
+        optim: OptimConfig,
+        loss: grpo.LossConfig,
+        reward: rewards.RewardConfig,
+        advantage: adv_lib.AdvantageConfig,
+        extra_reward: Callable | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.tokenizer, self.task, self.workdir, self.mesh = tokenizer, task, workdir, mesh
+        self.rollout, self.loop, self.optim, self.loss = rollout, loop, optim, loss
+        self.reward, self.advantage, self.extra_reward, self.log = (
+            reward,
+            advantage,
+            extra_reward,
+            log,
+        )
+        self.model_config = model.config
+        self.graphdef, params = nnx.split(model)
+        self.optimizer = make_optimizer(optim)
+        opt_state = jax.jit(self.optimizer.init)(params)
+        state = TrainState(jnp.int32(0), params, opt_state)
+        self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
+        state = jax.device_put(state, self.state_shardings)
+        self.state = state
+        eos = set(model.config.eos_token_ids)
+        if tokenizer.eos_token_id is not None:
+            eos.add(tokenizer.eos_token_id)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.sampler = Sampler(model, eos_ids=sorted(eos), pad_id=self.pad_id, mesh=mesh)
+        self.method = make_method(rollout.temperature, rollout.top_k, rollout.top_p)
+        self.prompt_slots = bucket(max(len(p) for p in task.prompts))
+        self._steps = {}
+        self._stop = False
+        self.checkpoints = _checkpoint_manager(workdir / "checkpoints", loop)
+        self._grader = None
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _step_fn(self, rows: int, completion_len: int):
+        key = (rows, completion_len)
+        if key not in self._steps:
+            shape = (rows, self.prompt_slots + completion_len)
+            batch_sharding = Batch(
+                tokens=named_sharding(self.mesh, ("batch", None), shape, DEFAULT_RULES),
+                valid=named_sharding(self.mesh, ("batch", None), shape, DEFAULT_RULES),
+                weights=named_sharding(self.mesh, ("batch", None), (rows, completion_len)),
+                advantages=named_sharding(self.mesh, ("batch",), (rows,)),
+                old_logprobs=named_sharding(self.mesh, ("batch", None), (rows, completion_len)),
+            )
+            self._steps[key] = (
+                batch_sharding,
+                jit_train_step(
+                    self.graphdef,
+                    self.state_shardings,
+                    batch_sharding,
+                    self.mesh,
+                    optimizer=self.optimizer,
+                    loss_config=self.loss,
+                    mode=self.loop.mode,
+                    num_micro=self.loop.micro_batches,
+                ),
+            )
+        return self._steps[key]
+
+    def _grade(self, golds, kinds, answers) -> np.ndarray:
+        from corea_jax.grading import GradeTask
+        from corea_jax.grading_workers import Grader
+
+        if self._grader is None:
+            self._grader = Grader(workers=self.loop.grading_workers)
+        tasks = [GradeTask(g, a, k) for g, k, a in zip(golds, kinds, answers, strict=True)]
+        return np.array([grade.correct for grade in self._grader.grade(tasks)], bool)
+
+    def close(self):
+        if self._grader is not None:
+            self._grader.close()
+        self.checkpoints.wait_until_finished()
+
+    def _rollout_batch(self, step: int, idx: np.ndarray) -> tuple[Batch, dict]:
+        from corea_jax.parsing import parse_groups
+
+        b, g = len(idx), self.rollout.group_size
+        prompts = [self.task.prompts[i] for i in idx]
+        t0 = time.perf_counter()
+        out = self.sampler.generate(
+            prompts,
+            max_new_tokens=self.rollout.max_new_tokens,
+            n=g,
+            method=self.method,
+            seed=self.loop.seed * 1_000_003 + step,
+            params=self.state.params,
+        )
+        t1 = time.perf_counter()
+        texts = [
+            self.tokenizer.decode(out.row_tokens(r), skip_special_tokens=True) for r in range(b * g)
+        ]
+        parsed = parse_groups([texts[i * g : (i + 1) * g] for i in range(b)])
+        answers = [a for row in parsed.answers for a in row]
+        golds = [self.task.golds[i] for i in idx for _ in range(g)]
+        kinds = [self.task.kinds[i] for i in idx for _ in range(g)]
+        correct = self._grade(golds, kinds, answers).reshape(b, g)
+        t2 = time.perf_counter()
+        parts = rewards.compute_rewards(
+            jnp.asarray(correct), jnp.asarray(parsed.confidence),
+            jnp.asarray(parsed.format_ok), self.reward,
+        )  # fmt: skip
+        reward = parts["reward"]
+        if self.extra_reward is not None:
+            extra = self.extra_reward(
+                correct=jnp.asarray(correct), confidence=jnp.asarray(parsed.confidence),
+                format_ok=jnp.asarray(parsed.format_ok), texts=texts,
+            )  # fmt: skip
+            reward = reward + jnp.asarray(extra, jnp.float32).reshape(b, g)
+            parts["extra"] = jnp.asarray(extra, jnp.float32).reshape(b, g)
+        adv, adv_stats = adv_lib.group_advantages(reward, self.advantage)
+        batch = make_batch(
+            prompts,
+            out.prompt_index,
+            out.tokens,
+            out.lengths,
+            prompt_slots=self.prompt_slots,
+            loss_config=self.loss,
+            advantages=np.asarray(adv).reshape(-1),
+            old_logprobs=out.logprobs,
+            pad_id=self.pad_id,
+        )
+        conf = parsed.confidence[parsed.format_ok]
+        metrics = {
+            "reward": float(jnp.mean(reward)),
+            **{f"reward/{k}": float(jnp.mean(v)) for k, v in parts.items() if k != "reward"},
+            "accuracy": float(correct.mean()),
+            "format_rate": float(parsed.format_ok.mean()),
+            "confidence_mean": float(conf.mean()) if conf.size else float("nan"),
+            "confidence_hist": np.histogram(conf, bins=10, range=(0, 1))[0].tolist(),
+            # Invalid confidences count as 0 (the deferral rule's reading of them).
+            "batch_ece": float(
+                metrics_lib.expected_calibration_error(
+                    jnp.asarray(np.where(parsed.format_ok, parsed.confidence, 0.0)),
+                    jnp.asarray(correct),
+                )
+            ),
+            "zero_variance_groups": float(adv_stats["zero_variance_fraction"]),
+            "completion_length": float(out.lengths.mean()),
+            "tokens_per_s": float(out.lengths.sum() / max(t1 - t0, 1e-9)),
+            "time/rollout": t1 - t0,
+            "time/grading": t2 - t1,
+        }
+        return batch, metrics
+
+    def _sft_batch(self, idx: np.ndarray) -> tuple[Batch, dict]:
+        if self.task.references is None:
+            raise CoreaError("train.mode=sft needs reference completions (the synthetic task)")
+        prompts = [self.task.prompts[i] for i in idx]
+        eos = self.tokenizer.eos_token_id
+        targets = [
+            self.tokenizer(self.task.references[i], add_special_tokens=False)["input_ids"]
+            + ([eos] if eos is not None else [])
+            for i in idx
+        ]
+        n = bucket(max(len(t) for t in targets))
+        completions = np.full((len(idx), n), self.pad_id, np.int32)
+        for r, t in enumerate(targets):
+            completions[r, : len(t)] = t
+        lengths = np.array([len(t) for t in targets], np.int32)
+        batch = make_batch(
+            prompts, np.arange(len(idx)), completions, lengths,
+            prompt_slots=self.prompt_slots, loss_config=grpo.LossConfig(), pad_id=self.pad_id,
+        )  # fmt: skip
+        return batch, {"completion_length": float(lengths.mean())}
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        latest = self.checkpoints.latest_step()
+        if latest is None:
+            return 0
+        self.state = _restore(self.checkpoints, latest, self.state, self.state_shardings)
+        self.log(f"resumed from checkpoint at step {latest}")
+        return latest
+
+    def save(self, step: int, *, force: bool = False) -> None:
+        if self.checkpoints.latest_step() == step:
+            return
+        _save(self.checkpoints, step, self.state, force=force)
+
+    def train(self, steps: int, metrics_file: Path) -> TrainState:
+        from tqdm import tqdm
+
+        start = int(self.state.step)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        bar = tqdm(total=steps, initial=start, desc=f"train ({self.loop.mode})", file=sys.stderr,
+                   disable=not sys.stderr.isatty() and steps < 50)  # fmt: skip
+        try:
+            for step in range(start, steps):
+                t0 = time.perf_counter()
+                idx = batch_indices(
+                    len(self.task.prompts), self.loop.prompts_per_step, step, self.loop.seed
+                )
+                if self.loop.mode == "sft":
+                    batch, metrics = self._sft_batch(idx)
+                else:
+                    batch, metrics = self._rollout_batch(step, idx)
+                t1 = time.perf_counter()
+                rows, n = batch.weights.shape
+                batch_sharding, step_fn = self._step_fn(rows, n)
+                batch = jax.device_put(batch, batch_sharding)
+                for _ in range(self.loop.num_iterations):
+                    new_state, update_metrics = step_fn(self.state, batch)
+                    update_metrics = jax.device_get(update_metrics)
+                    if not update_metrics["finite"]:
+                        self.state = new_state  # unchanged params: the step kept the old ones
+                        raise CoreaError(
+                            f"step {step}: non-finite loss or gradient (loss="
+                            f"{float(update_metrics['loss'])}, grad_norm="
+                            f"{float(update_metrics['grad_norm'])}); parameters not updated, "
+                            f"last checkpoint kept: {self.checkpoints.latest_step()}"
+                        )
+                    self.state = new_state
+                t2 = time.perf_counter()
+                metrics.update({k: float(v) for k, v in update_metrics.items()})
+                metrics.update({"step": step + 1, "time/update": t2 - t1, "time/step": t2 - t0})
+                if jax.process_index() == 0 and (step + 1) % self.loop.log_every == 0:
+                    with open(metrics_file, "a") as f:
+                        f.write(json.dumps(_json_safe(metrics)) + "\n")
+                bar.update(1)
+                bar.set_postfix(
+                    {
+                        k: round(metrics[k], 3)
+                        for k in ("loss", "reward", "accuracy")
+                        if k in metrics
+                    }
+                )
+                if (step + 1) % self.loop.checkpoint_every == 0 or step + 1 == steps:
+                    self.save(step + 1)
+                if self._stop:
+                    self.save(step + 1, force=True)
+                    self.log(f"SIGTERM: saved step {step + 1} and stopped")
+                    break
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, previous)
+        return self.state
+
+    def _on_sigterm(self, signum, frame):
+        self._stop = True
+
+    def export(self, out_dir: Path, tokenizer_dir: Path) -> Path:
+        from corea_jax.models import save_model
+
+        model = nnx.merge(self.graphdef, self.state.params)
+        return save_model(model, out_dir, tokenizer_dir=tokenizer_dir)
+
+
+def _json_safe(metrics: dict) -> dict:
+    """NaN/inf (e.g. no valid confidence in a batch) become null: strict JSON."""
+    return {
+        k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()
+    }
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def _checkpoint_manager(directory: Path, loop: LoopConfig):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=loop.keep_checkpoints, enable_async_checkpointing=True, create=True
+    )
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+def _save(manager, step: int, state: TrainState, *, force: bool) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+
+def _restore(manager, step: int, like: TrainState, shardings) -> TrainState:
+    import orbax.checkpoint as ocp
+
+    abstract = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), like, shardings
+    )
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def build_task(config, tokenizer) -> Task:
+    """Training prompts from the config's data source, encoded with the chat template."""
+    from corea_jax.data import prompts as prompt_lib
+    from corea_jax.data import synthetic
+
+    data = config.data
+    if data.source == "synthetic":
+        task = synthetic.SyntheticTask(**data.synthetic.to_dict())
+        records = synthetic.make_split(task, "train", data.train_size)
+        templates = synthetic.SYNTHETIC_PROMPTS
+        references = [
+            synthetic.reference_completion(r, config.train.sft_confidence) for r in records
+        ]
+    else:
+        from corea_jax.data import deepmath_split, read_dataset
+
+        if not data.path:
+            raise CoreaError(f"data.path: needed for data.source={data.source!r}")
+        records = read_dataset(data.source, data.path).records
+        if data.source == "deepmath":
+            records = deepmath_split(records, train_size=data.train_size).train
+        templates = prompt_lib.PromptTemplates()
+        references = None
+    prompts = [prompt_lib.encode_prompt(r, tokenizer, templates) for r in records]
+    return Task(
+        prompts=prompts,
+        golds=[r.answer for r in records],
+        kinds=[r.kind for r in records],
+        references=references,
+    )
+
+
+def scratch_texts(config) -> list[str]:
+    from corea_jax.data import synthetic
+
+    task = synthetic.SyntheticTask(**config.data.synthetic.to_dict())
+    records = synthetic.make_split(task, "train", min(config.data.train_size, 2000))
+    return [r.question for r in records] + [
+        synthetic.reference_completion(r, c) for r in records for c in (0.1, 0.5, 0.9)
+    ]
+
+
+def run(config, workdir: str | Path) -> Path:
+    """Trains as the config says; checkpoints, metrics and the exported model go to workdir."""
+    from corea_jax.advantages import AdvantageConfig
+    from corea_jax.models import load_model, load_tokenizer
+    from corea_jax.models.scratch import ScratchModel, build_scratch_model
+    from corea_jax.sharding import make_mesh
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config.model.scratch.enabled:
+        model_dir = workdir / "initial_model"
+        if not (model_dir / "config.json").exists():
+            build_scratch_model(
+                model_dir,
+                scratch_texts(config),
+                ScratchModel(**config.model.scratch.spec.to_dict()),
+            )
+    else:
+        if not config.model.path:
+            raise CoreaError("model.path: set a HF model directory (or model.scratch.enabled)")
+        model_dir = Path(config.model.path)
+    mesh = make_mesh(tuple(config.mesh.shape))
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, dtype=jnp.dtype(config.model.dtype), mesh=mesh)
+    task = build_task(config, tokenizer)
+
+    r = config.reward
+    reward_cfg = rewards.reward_config(
+        r.preset,
+        correctness_weight=r.correctness_weight,
+        format_weight=r.format_weight,
+        calibration_weight=r.calibration_weight,
+        kl_eps=r.kl_eps,
+    )
+    t = config.train
+    loop = LoopConfig(
+        steps=t.steps, prompts_per_step=t.prompts_per_step, num_iterations=t.num_iterations,
+        micro_batches=t.micro_batches, seed=t.seed, mode=t.mode, sft_confidence=t.sft_confidence,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        grading_workers=t.grading_workers,
+    )  # fmt: skip
+    if loop.mode not in ("grpo", "sft"):
+        raise CoreaError(f"train.mode {loop.mode!r}: expected grpo or sft")
+    ro = config.rollout
+    trainer = Trainer(
+        model,
+        tokenizer,
+        task,
+        workdir=workdir,
+        mesh=mesh,
+        rollout=RolloutConfig(
+            group_size=ro.group_size,
+            max_new_tokens=ro.max_new_tokens,
+            temperature=ro.temperature,
+            top_p=ro.top_p,
+            top_k=ro.top_k or None,
+        ),  # fmt: skip
+        loop=loop,
+        optim=OptimConfig(**config.optim.to_dict(), total_steps=t.steps),
+        loss=grpo.LossConfig(**config.loss.to_dict()),
+        reward=reward_cfg,
+        advantage=AdvantageConfig(**config.advantage.to_dict()),
+        extra_reward=load_user_function(r.extra_term) if r.extra_term else None,
+    )
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    try:
+        trainer.restore()
+        trainer.train(t.steps, workdir / "metrics.jsonl")
+        if t.export and int(trainer.state.step) >= t.steps:
+            out = trainer.export(workdir / "export", model_dir)
+            print(f"exported the policy to {out}", file=sys.stderr)
+    finally:
+        trainer.close()
+    return workdir

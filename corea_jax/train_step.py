@@ -1,0 +1,231 @@
+"""The update: a pure function of (TrainState, Batch), jitted once with shardings and donation.
+
+Sequences are laid out as the sampler produces them: a left-padded prompt of P slots followed
+by the completion of N slots (right-padded), L = P + N. Only the completion is scored: the
+hidden states at slots P - 1 .. L - 2 predict the completion tokens, so the LM head (the
+largest activation, [R, N, V]) is never applied to the prompt.
+
+Gradient accumulation: the batch's R rows are split into `num_micro` equal micro-batches and a
+`lax.scan` sums their gradients. Loss weights come from the whole batch (`grpo.loss_weights`),
+so the accumulated gradient equals the full-batch one.
+
+Non-finite loss or gradients: the step keeps the old parameters and optimizer state and reports
+`finite = 0`; the loop turns that into an error before anything is checkpointed.
+
+Modes: "grpo" (the clipped policy loss of `corea_jax.grpo`) and "sft" (token cross-entropy on
+the completion, for the supervised warm-up on reference traces).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from corea_jax import grpo
+from corea_jax.errors import CoreaError
+from corea_jax.models.transformer import causal_mask, positions_from_mask
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # [] int32, updates applied
+    params: nnx.State
+    opt_state: optax.OptState
+
+
+class Batch(NamedTuple):
+    """One rollout batch, R rows. Built on the host by `make_batch`."""
+
+    tokens: jax.Array  # [R, L] int32: prompt (left-padded, P slots) + completion (N slots)
+    valid: jax.Array  # [R, L] bool: real tokens
+    weights: jax.Array  # [R, N] float32 loss weights (0 off the completion)
+    advantages: jax.Array  # [R] float32 (unused by "sft")
+    old_logprobs: jax.Array  # [R, N] float32 rollout-policy log-probs (unused by "sft")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with warm-up then constant or cosine decay, after global-norm clipping.
+
+    Defaults (PAPER.md leaves them open): lr 1e-6 (the 7B setting; 3e-6 for 1.5B), no weight
+    decay, clip at 1.0, constant after warm-up.
+    """
+
+    learning_rate: float = 1e-6
+    warmup_steps: int = 0
+    schedule: str = "constant"  # "constant" | "cosine"
+    total_steps: int = 1000
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if self.schedule not in ("constant", "cosine"):
+            raise CoreaError(f"optim.schedule {self.schedule!r}: expected constant or cosine")
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    if cfg.schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, cfg.learning_rate, max(cfg.warmup_steps, 1), max(cfg.total_steps, 2)
+        )
+    elif cfg.warmup_steps > 0:
+        schedule = optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
+                optax.constant_schedule(cfg.learning_rate),
+            ],
+            [cfg.warmup_steps],
+        )
+    else:
+        schedule = optax.constant_schedule(cfg.learning_rate)
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay),
+    )
+
+
+def completion_logprobs(graphdef, params, tokens, valid, completion_len: int):
+    """Teacher-forced log-probs and entropies of the last `completion_len` slots: [R, N] each."""
+    model = nnx.merge(graphdef, params)
+    hidden, _ = model.hidden_states(tokens, positions_from_mask(valid), causal_mask(valid))
+    p = tokens.shape[1] - completion_len
+    logits = model.logits(hidden[:, p - 1 : -1])
+    return grpo.token_logprobs(logits, tokens[:, p:]), grpo.token_entropy(logits)
+
+
+def _micro_loss(params, graphdef, mb: Batch, loss_config, mode):
+    n = mb.weights.shape[1]
+    logprobs, entropy = completion_logprobs(graphdef, params, mb.tokens, mb.valid, n)
+    if mode == "sft":
+        loss = -jnp.sum(logprobs * mb.weights)
+        metrics = {"nll": loss}
+    else:
+        loss, metrics = grpo.policy_loss(
+            logprobs, mb.old_logprobs, mb.advantages, mb.weights, loss_config
+        )
+    metrics = dict(metrics, entropy=jnp.sum(entropy * mb.weights), loss=loss)
+    return loss, metrics
+
+
+def train_step(
+    graphdef,
+    state: TrainState,
+    batch: Batch,
+    *,
+    optimizer: optax.GradientTransformation,
+    loss_config: grpo.LossConfig,
+    mode: str = "grpo",
+    num_micro: int = 1,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update from one batch (gradients accumulated over micro-batches)."""
+    rows = batch.tokens.shape[0]
+    if rows % num_micro:
+        raise CoreaError(f"batch of {rows} rows does not split into {num_micro} micro-batches")
+    micro = jax.tree.map(lambda x: x.reshape(num_micro, rows // num_micro, *x.shape[1:]), batch)
+    grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
+
+    def accumulate(carry, mb):
+        grads, metrics = carry
+        (_, m), g = grad_fn(state.params, graphdef, Batch(*mb), loss_config, mode)
+        return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, metrics, m)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    metric_shapes = jax.eval_shape(
+        lambda: grad_fn(state.params, graphdef, jax.tree.map(lambda x: x[0], micro),
+                        loss_config, mode)[0][1]
+    )  # fmt: skip
+    metric_zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+    (grads, metrics), _ = jax.lax.scan(accumulate, (zeros, metric_zeros), tuple(micro))
+
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+    new_state = TrainState(
+        step=state.step + finite.astype(jnp.int32),
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt, state.opt_state),
+    )
+    metrics = dict(metrics, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
+    return new_state, metrics
+
+
+def jit_train_step(
+    graphdef,
+    state_shardings,
+    batch_sharding,
+    mesh,
+    *,
+    optimizer,
+    loss_config,
+    mode="grpo",
+    num_micro=1,
+):
+    """`train_step` jitted once: state donated, in/out shardings fixed, metrics replicated."""
+    fn = functools.partial(
+        train_step, graphdef, optimizer=optimizer, loss_config=loss_config, mode=mode,
+        num_micro=num_micro,
+    )  # fmt: skip
+    return jax.jit(
+        fn,
+        in_shardings=(state_shardings, batch_sharding),
+        out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
+        donate_argnums=(0,),
+    )
+
+
+def make_batch(
+    prompts,
+    prompt_index,
+    completions,
+    lengths,
+    *,
+    prompt_slots: int,
+    loss_config: grpo.LossConfig,
+    advantages=None,
+    old_logprobs=None,
+    pad_id: int = 0,
+) -> Batch:
+    """Host-side: lays out R rows as [left-padded prompt (P) | completion (N)], numpy arrays.
+
+    Args:
+      prompts: the B prompts as token lists; row r uses prompts[prompt_index[r]].
+      completions: [R, N] sampled tokens; lengths [R] how many are real.
+      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, N] or None (zeros).
+    """
+    completions = np.asarray(completions, np.int32)
+    rows, n = completions.shape
+    tokens = np.full((rows, prompt_slots + n), pad_id, np.int32)
+    valid = np.zeros((rows, prompt_slots + n), bool)
+    for r in range(rows):
+        prompt = prompts[int(prompt_index[r])]
+        if len(prompt) > prompt_slots:
+            raise CoreaError(f"prompt of {len(prompt)} tokens exceeds {prompt_slots} slots")
+        tokens[r, prompt_slots - len(prompt) : prompt_slots] = prompt
+        valid[r, prompt_slots - len(prompt) : prompt_slots] = True
+        tokens[r, prompt_slots : prompt_slots + lengths[r]] = completions[r, : lengths[r]]
+        valid[r, prompt_slots : prompt_slots + lengths[r]] = True
+    mask = valid[:, prompt_slots:].astype(np.float32)
+    weights = np.asarray(grpo.loss_weights(jnp.asarray(mask), loss_config), np.float32)
+    return Batch(
+        tokens=tokens,
+        valid=valid,
+        weights=weights,
+        advantages=np.zeros(rows, np.float32)
+        if advantages is None
+        else np.asarray(advantages, np.float32),
+        old_logprobs=np.zeros((rows, n), np.float32)
+        if old_logprobs is None
+        else np.asarray(old_logprobs, np.float32),
+    )
