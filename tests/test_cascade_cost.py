@@ -3,16 +3,17 @@
 import numpy as np
 import pytest
 
-from corea_jax.cascade import DEFAULT_PRICES, ModelPrice, PriceTable, cascade_cost
+from corea_jax.cascade import DEFAULT_PRICES, PriceTable, cascade_cost, token_cost
 from corea_jax.errors import CoreaError
+from corea_jax.metrics import Price
 
 
 def test_token_cost_hand_values():
-    price = ModelPrice(input_per_1m=0.30, output_per_1m=0.60)
+    price = Price(input_per_mtok=0.30, output_per_mtok=0.60)
     # 1M prompt tokens at 0.30 + 0.5M completion tokens at 0.60 = 0.30 + 0.30.
-    assert float(price.cost(1_000_000, 500_000)) == pytest.approx(0.60)
+    assert float(token_cost(price, 1_000_000, 500_000)) == pytest.approx(0.60)
     # 2000 in, 500 out: (2000 * 0.3 + 500 * 0.6) / 1e6 = 0.0009.
-    costs = price.cost(np.array([2000, 0]), np.array([500, 1000]))
+    costs = token_cost(price, np.array([2000, 0]), np.array([500, 1000]))
     assert costs == pytest.approx([0.0009, 0.0006])
 
 
@@ -29,19 +30,19 @@ def test_price_table_lookup_exact_case_insensitive_and_short_name():
     assert table.price("qwen/qwen2.5-7b-instruct") == DEFAULT_PRICES["Qwen/Qwen2.5-7B-Instruct"]
     assert table.price("Qwen2.5-32B-Instruct") == DEFAULT_PRICES["Qwen/Qwen2.5-32B-Instruct"]
     llm, slm = table.price("Qwen/Qwen2.5-32B-Instruct"), table.price("Qwen/Qwen2.5-7B-Instruct")
-    assert llm.output_per_1m > slm.output_per_1m  # the LLM is the expensive one
+    assert llm.output_per_mtok > slm.output_per_mtok  # the LLM is the expensive one
     cost = table.cost("Qwen/Qwen2.5-7B-Instruct", 1_000_000, 1_000_000)
-    assert float(cost) == pytest.approx(slm.input_per_1m + slm.output_per_1m)
+    assert float(cost) == pytest.approx(slm.input_per_mtok + slm.output_per_mtok)
 
 
 def test_price_table_errors_name_the_model_and_field():
     with pytest.raises(CoreaError, match="no price for model 'gpt-x'"):
         PriceTable().price("gpt-x")
-    table = PriceTable.from_dict({"a": {"input_per_1m": 1, "output_per_1m": 2}, "b": (3, 4)})
-    assert table.price("a") == ModelPrice(1.0, 2.0) and table.price("b") == ModelPrice(3.0, 4.0)
+    table = PriceTable.from_dict({"a": {"input_per_mtok": 1, "output_per_mtok": 2}, "b": (3, 4)})
+    assert table.price("a") == Price(1.0, 2.0) and table.price("b") == Price(3.0, 4.0)
     with pytest.raises(CoreaError, match="model 'c'.*expected keys"):
-        PriceTable.from_dict({"c": {"input": 1, "output_per_1m": 2}})
-    with pytest.raises(CoreaError, match="model 'd'.*output_per_1m"):
+        PriceTable.from_dict({"c": {"input": 1, "output_per_mtok": 2}})
+    with pytest.raises(CoreaError, match="model 'd'.*output_per_mtok=-2"):
         PriceTable.from_dict({"d": (1, -2)})
     with pytest.raises(CoreaError, match="model 'e'"):
         PriceTable.from_dict({"e": "cheap"}, source="config llm.prices")

@@ -7,7 +7,7 @@
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
 - `server`: `SimulatedLLMServer`, a loopback OpenAI-compatible server with fault injection
   (tests, benchmark, the offline demo's clearly labelled simulated LLM).
-- `cost`: `PriceTable` / `ModelPrice`, tokens x price per 1M tokens.
+- `cost`: `PriceTable` of `corea_jax.metrics.Price`, tokens x price per 1M tokens.
 - `sweep`: `CascadeData`, deferral, the threshold sweep, baselines, tau rules, AvgProb.
 - `report`: the Markdown table and the PNG plots.
 """
@@ -22,7 +22,7 @@ from corea_jax.cascade.backend import (
 )
 from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache, cache_key, redact_url
 from corea_jax.cascade.client import ClientStats, LLMClient, LLMRequest, LLMResponse
-from corea_jax.cascade.cost import DEFAULT_PRICES, ModelPrice, PriceTable, cascade_cost
+from corea_jax.cascade.cost import DEFAULT_PRICES, PriceTable, cascade_cost, token_cost
 from corea_jax.cascade.endpoint import ClientOptions, LLMEndpoint, RetryPolicy, SamplingParams
 from corea_jax.cascade.report import (
     plot_pass_vs_cost,
@@ -77,7 +77,6 @@ __all__ = [
     "LLMEndpoint",
     "LLMRequest",
     "LLMResponse",
-    "ModelPrice",
     "OpenAIChatBackend",
     "OperatingPoint",
     "PermanentError",
@@ -106,6 +105,7 @@ __all__ = [
     "select_tau",
     "serve_simulated_llm",
     "summary_table",
+    "token_cost",
     "sweep_taus",
     "sweep_thresholds",
     "tau_at_llm_pass",

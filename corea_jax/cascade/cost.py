@@ -2,16 +2,17 @@
 
 The paper reports cost relative to "LLM alone" but leaves the cost model open [open]. Ours:
 
-- Every model, the SLM included, is priced like a serverless API: `input_per_1m` US dollars per
-  million prompt tokens plus `output_per_1m` per million completion tokens (`ModelPrice`). The
-  SLM is charged even though it may run locally, because a deferred question pays for both
-  generations (no router runs before generation) and leaving the SLM out would flatter the cascade.
+- Every model, the SLM included, is priced like a serverless API: `input_per_mtok` US dollars
+  per million prompt tokens plus `output_per_mtok` per million completion tokens
+  (`corea_jax.metrics.Price`, the project's one price type). The SLM is charged even though it
+  may run locally, because a deferred question pays for both generations (no router runs
+  before generation) and leaving the SLM out would flatter the cascade.
 - A question's system cost is `slm_cost + defer * llm_cost` (`cascade_cost`). The LLM-only
   baseline pays `llm_cost` alone: it never runs the SLM.
 
 Default prices (`DEFAULT_PRICES`, USD per 1M tokens, input / output) are *assumptions*, recalled
 serverless list prices of 2025 (Together AI's "Turbo" endpoints), not fetched or verified at
-runtime; override them with `PriceTable(...)` from the config before quoting dollar figures:
+runtime; override them with `PriceTable.from_dict(...)` from the config before quoting dollars:
 
     Qwen/Qwen2.5-1.5B-Instruct       0.10 / 0.10   (no list price found; assumed below the 7B)
     Qwen/Qwen2.5-7B-Instruct         0.30 / 0.30   (Together, Qwen2.5-7B-Instruct-Turbo)
@@ -32,35 +33,23 @@ from collections.abc import Mapping
 import numpy as np
 
 from corea_jax.errors import CoreaError
+from corea_jax.metrics import Price
 
 PER_MILLION = 1_000_000
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelPrice:
-    """US dollars per million prompt (`input_per_1m`) and completion (`output_per_1m`) tokens."""
-
-    input_per_1m: float
-    output_per_1m: float
-
-    def __post_init__(self):
-        for name in ("input_per_1m", "output_per_1m"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise CoreaError(f"ModelPrice.{name}={value!r}: must be a finite number >= 0")
-
-    def cost(self, prompt_tokens, completion_tokens) -> np.ndarray:
-        """Dollar cost of each call; token counts shaped [Q] (or scalars)."""
-        prompt = np.asarray(prompt_tokens, dtype=np.float64)
-        completion = np.asarray(completion_tokens, dtype=np.float64)
-        return (prompt * self.input_per_1m + completion * self.output_per_1m) / PER_MILLION
+def token_cost(price: Price, prompt_tokens, completion_tokens) -> np.ndarray:
+    """Dollar cost of each call under `price`; token counts shaped [Q] (or scalars)."""
+    prompt = np.asarray(prompt_tokens, dtype=np.float64)
+    completion = np.asarray(completion_tokens, dtype=np.float64)
+    return (prompt * price.input_per_mtok + completion * price.output_per_mtok) / PER_MILLION
 
 
-DEFAULT_PRICES: Mapping[str, ModelPrice] = {
-    "Qwen/Qwen2.5-1.5B-Instruct": ModelPrice(0.10, 0.10),
-    "Qwen/Qwen2.5-7B-Instruct": ModelPrice(0.30, 0.30),
-    "meta-llama/Llama-3.1-8B-Instruct": ModelPrice(0.18, 0.18),
-    "Qwen/Qwen2.5-32B-Instruct": ModelPrice(0.80, 0.80),
+DEFAULT_PRICES: Mapping[str, Price] = {
+    "Qwen/Qwen2.5-1.5B-Instruct": Price(0.10, 0.10),
+    "Qwen/Qwen2.5-7B-Instruct": Price(0.30, 0.30),
+    "meta-llama/Llama-3.1-8B-Instruct": Price(0.18, 0.18),
+    "Qwen/Qwen2.5-32B-Instruct": Price(0.80, 0.80),
 }
 
 
@@ -72,31 +61,32 @@ class PriceTable:
     `/` (an endpoint may serve "Qwen2.5-32B-Instruct" for the hub id "Qwen/Qwen2.5-32B-Instruct").
     """
 
-    prices: Mapping[str, ModelPrice] = dataclasses.field(default_factory=lambda: DEFAULT_PRICES)
+    prices: Mapping[str, Price] = dataclasses.field(default_factory=lambda: DEFAULT_PRICES)
 
     @classmethod
     def from_dict(cls, table: Mapping[str, object], *, source: str = "price table") -> PriceTable:
-        """From `{model: {"input_per_1m": x, "output_per_1m": y}}` or `{model: (x, y)}`."""
+        """From `{model: {"input_per_mtok": x, "output_per_mtok": y}}` or `{model: (x, y)}`."""
         prices = {}
         for model, entry in table.items():
             where = f"{source}: model {model!r}"
-            if isinstance(entry, ModelPrice):
+            if isinstance(entry, Price):
                 prices[model] = entry
             elif isinstance(entry, Mapping):
-                unknown = set(entry) - {"input_per_1m", "output_per_1m"}
-                if unknown or len(entry) != 2:
+                if set(entry) != {"input_per_mtok", "output_per_mtok"}:
                     raise CoreaError(
-                        f"{where}: expected keys input_per_1m and output_per_1m, "
+                        f"{where}: expected keys input_per_mtok and output_per_mtok, "
                         f"got {sorted(entry)}"
                     )
-                prices[model] = _price(where, entry["input_per_1m"], entry["output_per_1m"])
+                prices[model] = _price(where, entry["input_per_mtok"], entry["output_per_mtok"])
             elif isinstance(entry, list | tuple) and len(entry) == 2:
                 prices[model] = _price(where, *entry)
             else:
-                raise CoreaError(f"{where}: expected (input_per_1m, output_per_1m), got {entry!r}")
+                raise CoreaError(
+                    f"{where}: expected (input_per_mtok, output_per_mtok), got {entry!r}"
+                )
         return cls(prices)
 
-    def price(self, model: str) -> ModelPrice:
+    def price(self, model: str) -> Price:
         if model in self.prices:
             return self.prices[model]
         folded = {name.lower(): p for name, p in self.prices.items()}
@@ -110,14 +100,17 @@ class PriceTable:
         )
 
     def cost(self, model: str, prompt_tokens, completion_tokens) -> np.ndarray:
-        return self.price(model).cost(prompt_tokens, completion_tokens)
+        """Dollar cost of each of `model`'s calls; token counts shaped [Q] (or scalars)."""
+        return token_cost(self.price(model), prompt_tokens, completion_tokens)
 
 
-def _price(where: str, input_per_1m, output_per_1m) -> ModelPrice:
-    try:
-        return ModelPrice(float(input_per_1m), float(output_per_1m))
-    except (TypeError, ValueError, CoreaError) as exc:
-        raise CoreaError(f"{where}: {exc}") from None
+def _price(where: str, input_per_mtok, output_per_mtok) -> Price:
+    values = {"input_per_mtok": input_per_mtok, "output_per_mtok": output_per_mtok}
+    for name, value in values.items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and value >= 0):
+            raise CoreaError(f"{where}: {name}={value!r} must be a finite number >= 0")
+    return Price(float(input_per_mtok), float(output_per_mtok))
 
 
 def cascade_cost(slm_cost, llm_cost, defer) -> np.ndarray:
