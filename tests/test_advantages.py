@@ -112,3 +112,16 @@ def test_bad_configs_are_user_errors():
         AdvantageConfig(std_scaling="token")
     with pytest.raises(CoreaError, match="ddof"):
         AdvantageConfig(ddof=2)
+
+
+def test_eps_and_zero_variance_tolerance_options():
+    rewards = np.array([[1, 0, 0, 1]], np.float32)  # population std 0.5
+    config = AdvantageConfig(std_scaling="group", ddof=0, eps=1.0)
+    np.testing.assert_allclose(
+        advantages_jit(rewards, config=config)[0], [[1 / 3, -1 / 3, -1 / 3, 1 / 3]], atol=1e-6
+    )
+    nearly_flat = np.array([[1.0, 1.0 + 1e-7, 1.0, 1.0]], np.float32)
+    _, stats = advantages_jit(nearly_flat, config=AdvantageConfig())
+    assert bool(stats["zero_variance"][0])
+    adv, stats = advantages_jit(nearly_flat, config=AdvantageConfig(zero_variance_tol=0.0))
+    assert not bool(stats["zero_variance"][0]) and float(jnp.abs(adv).max()) > 0
