@@ -10,7 +10,8 @@ bare letter for multiple choice is a different entry, not a branch in the parser
 
 Choices this module makes where the paper says nothing (each one a field of `OutputFormat` or a
 parameter, so a config can change it):
-- The last complete `<confidence>` span wins (PAPER.md), and so does the last `<answer>` span.
+- The last complete `<confidence>` span wins (PAPER.md), and so does the last `<answer>` span
+  (or `\\boxed{}`) by default (`answer_pick="last"`; "first" is the other choice).
 - A confidence is a plain decimal in [0, 1] (`0.85`, `.5`, `1`) or a percentage in [0, 100]
   (`85%`). Anything else (missing, `1.5`, `NaN`, words, several numbers, scientific notation) is
   invalid: flagged with a reason, never an exception. Invalid confidences become
@@ -52,6 +53,8 @@ class OutputFormat:
         last required tag.
       choice_letters: when set, the answer is reduced to one of these letters where one can be
         read ("(B) Paris" -> "B"); otherwise the raw answer is kept for the grader.
+      answer_pick: "last" or "first": which answer tag (or box) counts when there are several.
+        The confidence is always the last tag's (PAPER.md).
     """
 
     answer_source: str = "tag"
@@ -62,6 +65,7 @@ class OutputFormat:
     require_balanced: bool = True
     allow_outer_text: bool = False
     choice_letters: str | None = None
+    answer_pick: str = "last"
 
     def __post_init__(self):
         if self.answer_source not in ANSWER_SOURCES:
@@ -69,6 +73,8 @@ class OutputFormat:
                 f"OutputFormat.answer_source={self.answer_source!r}: expected one of "
                 f"{sorted(ANSWER_SOURCES)}"
             )
+        if self.answer_pick not in ("last", "first"):
+            raise CoreaError(f"OutputFormat.answer_pick={self.answer_pick!r}: 'last' or 'first'")
         if self.answer_source != "boxed" and self.answer_tag is None:
             raise CoreaError(
                 f"OutputFormat.answer_tag: needed by answer_source={self.answer_source!r}"
@@ -163,15 +169,17 @@ def _brace_pairs(text: str) -> dict[int, int]:
     return pairs
 
 
-def extract_boxed(text: str) -> str | None:
-    """The content of the last balanced `\\boxed{...}` (or `\\fbox{...}`), or None.
+def extract_boxed(text: str, last: bool = True) -> str | None:
+    """The content of the last (or first) balanced `\\boxed{...}` or `\\fbox{...}`, or None.
 
-    The last box is tried with a forward scan first (the common case); only when it is
-    unbalanced does one linear pass over all braces pick the last balanced box.
+    That box is tried with a forward scan first (the common case); only when it is unbalanced
+    does one linear pass over all braces pick the nearest balanced box.
     """
     starts = [m.end() - 1 for m in _BOXED_RE.finditer(text)]
     if not starts:
         return None
+    if not last:
+        starts.reverse()
     close = _closing_brace(text, starts[-1])
     if close is not None:
         return text[starts[-1] + 1 : close]
@@ -284,17 +292,22 @@ def _scan_tags(text: str, names: Sequence[str]) -> _TagScan:
 
 def _answer_from_tag(text, scan, fmt):
     spans = scan.spans[fmt.answer_tag]
-    return text[spans[-1][1] : spans[-1][2]] if spans else None
+    if not spans:
+        return None
+    _, start, end, _ = spans[-1] if fmt.answer_pick == "last" else spans[0]
+    return text[start:end]
 
 
 def _answer_from_boxed(text, scan, fmt):
-    del scan, fmt
-    return extract_boxed(text)
+    del scan
+    return extract_boxed(text, last=fmt.answer_pick == "last")
 
 
 def _answer_from_tag_or_boxed(text, scan, fmt):
     answer = _answer_from_tag(text, scan, fmt)
-    return answer if answer is not None and answer.strip() else extract_boxed(text)
+    if answer is not None and answer.strip():
+        return answer
+    return extract_boxed(text, last=fmt.answer_pick == "last")
 
 
 ANSWER_SOURCES = {

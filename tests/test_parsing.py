@@ -89,6 +89,18 @@ def test_last_confidence_and_last_answer_win():
     assert p.answer == "7" and p.confidence == 0.25 and p.format_ok
 
 
+def test_first_answer_option():
+    fmt = OutputFormat(answer_pick="first", allow_outer_text=True)
+    assert parse_completion(rlcr(answer="1") + "<answer>2</answer>", fmt).answer == "1"
+    boxed = OutputFormat(
+        answer_source="boxed", think_tag=None, answer_tag=None, answer_pick="first"
+    )
+    assert parse_completion("\\boxed{1} \\boxed{2} <confidence>1</confidence>", boxed).answer == "1"
+    assert extract_boxed("\\boxed{1 \\boxed{2}", last=False) == "2"  # the first is unbalanced
+    with pytest.raises(CoreaError, match="answer_pick"):
+        OutputFormat(answer_pick="middle")
+
+
 def test_missing_confidence_is_invalid():
     p = parse_completion("<think>x</think><answer>3</answer>")
     assert p.confidence is None and not p.format_ok
