@@ -30,6 +30,7 @@ import http.server
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -95,7 +96,9 @@ def last_message_key(messages: Sequence[Mapping[str, str]]) -> str:
 
 
 class ServerStats:
-    """Thread-safe counters: requests and clean answers per question, faults per kind."""
+    """Thread-safe counters per question: `requests` received, `answered` (responses that carried
+    an answer: clean, "no_usage", and "slow" ones even when the client had given up), and
+    `faults` injected per kind."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -110,11 +113,11 @@ class ServerStats:
             self.requests[question] += 1
             return attempt
 
-    def record(self, question: str, fault: str | None) -> None:
+    def record(self, question: str, fault: str | None, answered: bool) -> None:
         with self._lock:
             if fault is not None:
                 self.faults[fault] += 1
-            if fault in (None, "no_usage", "slow"):
+            if answered:
                 self.answered[question] += 1
 
     def snapshot(self) -> dict[str, collections.Counter]:
@@ -134,6 +137,13 @@ class ServerStats:
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        # A client that hung up (killed, timed out) is business as usual here, not a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.debug("simulated LLM: client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -187,7 +197,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         fault = owner.faults.draw(question, attempt)
         if owner.latency_s > 0:
             time.sleep(owner.latency_s)
-        owner.stats.record(question, fault)
+        if fault not in (None, "no_usage", "slow"):
+            owner.stats.record(question, fault, answered=False)
         if fault == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -202,7 +213,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fault == "malformed_json":
             return self._send_raw(200, b'{"id": "chatcmpl-x", "choices": [{"index": 0, "mess')
         params = {k: v for k, v in body.items() if k != "messages"}
-        text, prompt_tokens, completion_tokens = owner.policy(messages, params)
+        try:
+            text, prompt_tokens, completion_tokens = owner.policy(messages, params)
+        except Exception as exc:  # a bug in the policy: say so instead of dropping the line
+            log.exception("simulated LLM: the answering policy failed")
+            message = f"answering policy failed: {type(exc).__name__}: {exc}"
+            return self._send_error(500, message, "server_error")
         reply = {
             "id": f"chatcmpl-sim-{attempt}-{hashlib.sha1(question.encode()).hexdigest()[:12]}",
             "object": "chat.completion",
@@ -229,6 +245,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             del reply["usage"]
         elif fault == "slow":
             time.sleep(owner.faults.slow_s)
+        if fault in (None, "no_usage", "slow"):
+            owner.stats.record(question, fault, answered=True)
         self._send_json(200, reply)
 
     def _send_error(self, code: int, message: str, kind: str, headers=None):
