@@ -6,7 +6,8 @@
 gateways) it adds:
 
 - the response cache (`ResponseCache`): cached requests are answered without a call, identical
-  requests in one batch are sent once, and each answer is stored the moment it arrives;
+  requests in one batch are sent once, and each answer is stored the moment it arrives (so a
+  killed run loses only the calls in flight);
 - bounded concurrency: a pool of `concurrency` threads (the SDK's client is thread-safe and
   keeps one connection per thread alive);
 - retries: 429, 5xx, 408, timeouts, connection errors and malformed responses (a body that is not
@@ -25,6 +26,9 @@ gateways) it adds:
   (`usage_source="tokenizer"`; chat-template tokens are not counted), or, without one, from
   `len(text) / chars_per_token` rounded up (default 4 characters per token [open];
   `usage_source="estimate"`).
+
+Settings (`LLMEndpoint`, `SamplingParams`, `ClientOptions`, `RetryPolicy`) and their defaults are
+in `corea_jax.cascade.endpoint`.
 
 Secrets: the API key is read from the environment variable *named* by `LLMEndpoint.api_key_env`
 when the client is built, given to the SDK, and nowhere else: not in requests' cache keys or rows,
