@@ -26,7 +26,7 @@ from corea_jax.grading import (
     parse_yes_no,
     resolve_kind,
 )
-from corea_jax.grading_workers import Grader
+from corea_jax.grading_workers import Grader, grade_batch
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +376,7 @@ def test_in_process_grader_matches_workers(grader):
     tasks = [GradeTask("\\frac{1}{2}", "0.5"), GradeTask("Yes", "no"), GradeTask("x", "x")]
     with Grader(workers=0) as local:
         assert local.grade(tasks) == grader.grade(tasks)
+    assert grade_batch(tasks, workers=0) == grader.grade(tasks)
 
 
 def test_bad_gold_in_a_batch_raises_before_grading(grader):
