@@ -22,6 +22,7 @@ the rollout log-probs come from the sampler, so no extra forward pass computes t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import json
 import signal
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from corea_jax import advantages as adv_lib
 from corea_jax import grpo, rewards
@@ -128,22 +129,22 @@ class Trainer:
         reward: rewards.RewardConfig,
         advantage: adv_lib.AdvantageConfig,
         extra_reward: Callable | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
     ):
         self.tokenizer, self.task, self.workdir, self.mesh = tokenizer, task, workdir, mesh
         self.rollout, self.loop, self.optim, self.loss = rollout, loop, optim, loss
-        self.reward, self.advantage, self.extra_reward, self.log = (
-            reward,
-            advantage,
-            extra_reward,
-            log,
-        )
+        self.reward, self.advantage, self.extra_reward = reward, advantage, extra_reward
+        self.log = log or functools.partial(print, file=sys.stderr)
         self.model_config = model.config
         self.graphdef, params = nnx.split(model)
         self.optimizer = make_optimizer(optim)
         opt_state = jax.jit(self.optimizer.init)(params)
         state = TrainState(jnp.int32(0), params, opt_state)
-        self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
+        replicated = NamedSharding(mesh, PartitionSpec())
+        self.state_shardings = jax.tree.map(
+            lambda x: x.sharding if getattr(x.sharding, "mesh", None) == mesh else replicated,
+            state,
+        )
         state = jax.device_put(state, self.state_shardings)
         self.state = state
         eos = set(model.config.eos_token_ids)
@@ -313,7 +314,7 @@ class Trainer:
         start = int(self.state.step)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(total=steps, initial=start, desc=f"train ({self.loop.mode})", file=sys.stderr,
-                   disable=not sys.stderr.isatty() and steps < 50)  # fmt: skip
+                   disable=None, mininterval=5)  # fmt: skip
         try:
             for step in range(start, steps):
                 t0 = time.perf_counter()
@@ -373,6 +374,19 @@ class Trainer:
 
         model = nnx.merge(self.graphdef, self.state.params)
         return save_model(model, out_dir, tokenizer_dir=tokenizer_dir)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drops log lines of steps after `step` (logged, then lost to a crash before a checkpoint),
+    so a resumed run's metrics.jsonl has each step once. Rewritten atomically."""
+    if not path.exists() or jax.process_index() != 0:
+        return
+    kept = [
+        line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step
+    ]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
 
 
 def _json_safe(metrics: dict) -> dict:
@@ -520,7 +534,8 @@ def run(config, workdir: str | Path) -> Path:
     )
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     try:
-        trainer.restore()
+        resumed = trainer.restore()
+        _trim_metrics(workdir / "metrics.jsonl", resumed)
         trainer.train(t.steps, workdir / "metrics.jsonl")
         if t.export and int(trainer.state.step) >= t.steps:
             out = trainer.export(workdir / "export", model_dir)
