@@ -9,8 +9,9 @@ Gradient accumulation: the batch's R rows are split into `num_micro` equal micro
 `lax.scan` sums their gradients. Loss weights come from the whole batch (`grpo.loss_weights`),
 so the accumulated gradient equals the full-batch one.
 
-Non-finite loss or gradients: the step keeps the old parameters and optimizer state and reports
-`finite = 0`; the loop turns that into an error before anything is checkpointed.
+Non-finite loss, gradients or updated parameters: the step keeps the old parameters and
+optimizer state and reports `finite = 0`; the loop turns that into an error before anything is
+checkpointed.
 
 Modes: "grpo" (the clipped policy loss of `corea_jax.grpo`) and "sft" (token cross-entropy on
 the completion, for the supervised warm-up on reference traces).
@@ -94,6 +95,29 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     )
 
 
+def init_train_state(
+    optimizer: optax.GradientTransformation, params: nnx.State, param_shardings, mesh
+) -> tuple[TrainState, TrainState]:
+    """A fresh TrainState placed on `mesh`, and its shardings (for `jit_train_step`).
+
+    The optimizer state's parameter-shaped parts (Adam's mu and nu, a momentum trace) take the
+    shardings of the parameters they mirror; everything else (counts) is replicated. A plain
+    `jax.jit(optimizer.init)(params)` does not do this: the zeros do not depend on the params'
+    values, so XLA puts every one of them, unsharded, on the first device.
+    """
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_shardings = optax.tree_map_params(
+        optimizer,
+        lambda _, sharding: sharding,
+        jax.eval_shape(optimizer.init, params),
+        param_shardings,
+        transform_non_params=lambda _: replicated,
+    )
+    shardings = TrainState(replicated, param_shardings, opt_shardings)
+    init = lambda p: TrainState(jnp.zeros((), jnp.int32), p, optimizer.init(p))  # noqa: E731
+    return jax.jit(init, out_shardings=shardings)(params), shardings
+
+
 def completion_logprobs(graphdef, params, tokens, valid, completion_len: int):
     """Teacher-forced log-probs and entropies of the last `completion_len` slots: [R, N] each."""
     model = nnx.merge(graphdef, params)
@@ -115,6 +139,10 @@ def _micro_loss(params, graphdef, mb: Batch, loss_config, mode):
         )
     metrics = dict(metrics, entropy=jnp.sum(entropy * mb.weights), loss=loss)
     return loss, metrics
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def train_step(
@@ -148,9 +176,11 @@ def train_step(
     (grads, metrics), _ = jax.lax.scan(accumulate, (zeros, metric_zeros), tuple(micro))
 
     grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
+    # Finite loss and gradients are not enough: an overflowing update (a huge learning rate)
+    # would still write inf/nan parameters, so the new parameters are checked too.
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm) & _all_finite(new_params)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
     new_state = TrainState(
         step=state.step + finite.astype(jnp.int32),

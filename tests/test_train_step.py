@@ -1,0 +1,354 @@
+"""The update: batch layout, teacher-forced log-probs, micro-batching and mesh invariance,
+non-finite steps, SFT mode and the optimizer's schedules, on a 1-layer tiny model."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+from tiny_models import TINY
+
+from corea_jax import grpo
+from corea_jax.errors import CoreaError
+from corea_jax.models import (
+    CausalLM,
+    causal_mask,
+    load_model,
+    param_shardings,
+    positions_from_mask,
+    save_model,
+)
+from corea_jax.sharding import make_mesh
+from corea_jax.train_step import (
+    OptimConfig,
+    TrainState,
+    completion_logprobs,
+    init_train_state,
+    jit_train_step,
+    make_batch,
+    make_optimizer,
+    train_step,
+)
+
+CONFIGS = {family: dataclasses.replace(TINY[family], num_layers=1) for family in TINY}
+P, N = 6, 5  # prompt slots, completion slots
+PROMPTS = [[5, 9, 13], [7, 8, 9, 10, 11, 12], [20]]  # the middle one fills every prompt slot
+PROMPT_INDEX = [0, 0, 0, 1, 1, 1, 2, 2]  # R = 8 rows
+LENGTHS = [5, 3, 1, 5, 4, 2, 5, 1]
+LOSS = grpo.LossConfig(eps_low=0.2, eps_high=0.28, aggregation="sequence_mean")
+# SGD with momentum for the equivalence tests: the first step moves each parameter by exactly
+# -lr * grad, so comparing parameters compares gradients. (Adam's first step is lr * sign(g),
+# which would hide gradient differences and turn float noise in near-zero gradients into
+# full-size steps.) Momentum gives the optimizer a params-shaped state to shard; the learning
+# rate lives in the state, so the huge-lr test reuses the compiled step.
+SGD = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0, momentum=0.9)
+LR = 1e-3
+ADAM = make_optimizer(OptimConfig(learning_rate=LR))
+
+
+def _scaled(model, scale=4.0):
+    """Larger initial weights, so log-probs are far from uniform and gradients are O(1e-2)."""
+    state = nnx.state(model)
+    nnx.update(model, jax.tree.map(lambda x: x * scale if x.ndim == 2 else x, state))
+    return model
+
+
+def _completions(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(3, CONFIGS["qwen2"].vocab_size, (rows, N)).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = _scaled(CausalLM(CONFIGS["qwen2"], rngs=nnx.Rngs(0)))
+    return save_model(model, tmp_path_factory.mktemp("train_step") / "qwen2")
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return load_model(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def batch(model):
+    """A GRPO batch whose old log-probs are the model's own, perturbed: some ratios clip."""
+    graphdef, params = nnx.split(model)
+    rng = np.random.default_rng(1)
+    plain = make_batch(
+        PROMPTS, PROMPT_INDEX, _completions(8), LENGTHS, prompt_slots=P, loss_config=LOSS
+    )
+    logprobs, _ = _logprobs(graphdef, params, plain.tokens, plain.valid, N)
+    mask = plain.valid[:, P:]
+    old = np.where(mask, np.asarray(logprobs) + rng.normal(0, 0.3, mask.shape), 0.0)
+    advantages = rng.normal(0, 1, 8)
+    return make_batch(
+        PROMPTS,
+        PROMPT_INDEX,
+        _completions(8),
+        LENGTHS,
+        prompt_slots=P,
+        loss_config=LOSS,
+        advantages=advantages,
+        old_logprobs=old,
+    )
+
+
+# Jitted once per graphdef: eager op-by-op dispatch of a forward pass is slow on CPU.
+_logprobs = jax.jit(completion_logprobs, static_argnums=(0, 4))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _plain_forward(graphdef, params, tokens, valid):
+    model = nnx.merge(graphdef, params)
+    return model(tokens, positions_from_mask(valid), causal_mask(valid))[0]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _grpo_metrics(graphdef, params, batch):
+    """The GRPO loss and metrics of a batch, computed outside `train_step`."""
+    logprobs, entropy = completion_logprobs(graphdef, params, batch.tokens, batch.valid, N)
+    loss, metrics = grpo.policy_loss(
+        logprobs, batch.old_logprobs, batch.advantages, batch.weights, LOSS
+    )
+    return dict(metrics, loss=loss, entropy=jnp.sum(entropy * batch.weights))
+
+
+def _nll(graphdef, params, batch):
+    logprobs, _ = _logprobs(graphdef, params, batch.tokens, batch.valid, N)
+    return -float(jnp.sum(logprobs * batch.weights))
+
+
+def _state(params, optimizer):
+    """A fresh single-device state, committed to device 0 like the step's outputs (a step fed
+    its own output then reuses the compiled executable instead of compiling a second one)."""
+    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    return jax.device_put(state, jax.devices()[0])
+
+
+@functools.cache
+def _jitted(graphdef, optimizer, mode="grpo", num_micro=1):
+    return jax.jit(
+        functools.partial(
+            train_step,
+            graphdef,
+            optimizer=optimizer,
+            loss_config=LOSS,
+            mode=mode,
+            num_micro=num_micro,
+        )
+    )
+
+
+def _host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def _assert_same_update(new, reference, old, rel=1e-4):
+    """Leafwise: new - old equals reference - old, relative to the leaf's largest change."""
+    for a, b, o in zip(*(jax.tree.leaves(_host(t)) for t in (new, reference, old)), strict=True):
+        scale = np.abs(b - o).max()
+        np.testing.assert_allclose(a - o, b - o, rtol=rel, atol=rel * scale)
+
+
+def _assert_same_metrics(metrics, reference):
+    assert metrics.keys() == reference.keys()
+    for name in reference:
+        assert float(metrics[name]) == pytest.approx(float(reference[name]), rel=1e-5, abs=1e-7)
+
+
+def test_make_batch_lays_out_left_padded_prompts_then_right_padded_completions():
+    completions = np.arange(1, 1 + 3 * 4).reshape(3, 4) + 100
+    batch = make_batch(
+        [[7, 8], [9, 10, 11]],
+        [1, 0, 1],
+        completions,
+        [4, 2, 0],
+        prompt_slots=3,
+        loss_config=grpo.LossConfig(),
+        pad_id=0,
+    )
+    np.testing.assert_array_equal(
+        batch.tokens,
+        [
+            [9, 10, 11, 101, 102, 103, 104],
+            [0, 7, 8, 105, 106, 0, 0],
+            [9, 10, 11, 0, 0, 0, 0],
+        ],
+    )
+    np.testing.assert_array_equal(batch.valid, batch.tokens != 0)
+    # token_mean over the 6 completion tokens; the empty completion gets no weight.
+    np.testing.assert_allclose(batch.weights, (batch.tokens[:, 3:] != 0) / 6, rtol=1e-6)
+    # SFT batches: zero advantages and old log-probs, with the right shapes and dtypes.
+    assert batch.advantages.shape == (3,) and not batch.advantages.any()
+    assert batch.old_logprobs.shape == (3, 4) and not batch.old_logprobs.any()
+    assert batch.tokens.dtype == np.int32 and batch.weights.dtype == np.float32
+    with pytest.raises(CoreaError, match="prompt of 3 tokens exceeds 2 slots"):
+        make_batch([[1, 2, 3]], [0], completions[:1], [4], prompt_slots=2, loss_config=LOSS)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+def test_completion_logprobs_equal_a_plain_full_forward(family):
+    model = _scaled(CausalLM(CONFIGS[family], rngs=nnx.Rngs(2)))
+    batch = make_batch(
+        PROMPTS, PROMPT_INDEX, _completions(8, 3), LENGTHS, prompt_slots=P, loss_config=LOSS
+    )
+    graphdef, params = nnx.split(model)
+    logprobs, entropy = _logprobs(graphdef, params, batch.tokens, batch.valid, N)
+    logits = _plain_forward(graphdef, params, batch.tokens, batch.valid)
+    full = np.asarray(jax.nn.log_softmax(logits), np.float64)
+    # Slot P - 1 + j predicts completion token j.
+    targets = batch.tokens[:, P:]
+    want = np.take_along_axis(full[:, P - 1 : -1], targets[..., None], -1)[..., 0]
+    want_entropy = -(np.exp(full) * full).sum(-1)[:, P - 1 : -1]
+    mask = batch.valid[:, P:]
+    np.testing.assert_allclose(np.asarray(logprobs)[mask], want[mask], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(entropy)[mask], want_entropy[mask], rtol=1e-5)
+    assert np.asarray(logprobs)[mask].std() > 0.5  # a scaled model: far from uniform
+
+
+def test_one_step_changes_every_parameter_by_at_most_lr(model, batch):
+    graphdef, params = nnx.split(model)
+    new, metrics = _jitted(graphdef, ADAM)(_state(params, ADAM), batch)
+    assert int(new.step) == 1 and float(metrics["finite"]) == 1.0
+    new_leaves = jax.tree.leaves(_host(new.params))
+    for (path, old), updated in zip(
+        jax.tree.leaves_with_path(_host(params)), new_leaves, strict=True
+    ):
+        change = np.abs(updated - old).max()
+        name = jax.tree_util.keystr(path)
+        assert change > 0, f"{name} did not change"
+        assert change <= LR * (1 + 1e-3), name  # Adam's first step: |update| <= lr
+    # The reported loss is the GRPO loss of the batch under the parameters before the step.
+    for name, value in _grpo_metrics(graphdef, params, batch).items():
+        assert float(metrics[name]) == pytest.approx(float(value), rel=1e-5, abs=1e-7), name
+    assert 0 < float(metrics["clip_fraction"]) < 0.5  # the batch exercises both branches
+
+
+@pytest.mark.parametrize("num_micro", [2, 4])
+def test_micro_batched_step_equals_full_batch_step(model, batch, num_micro):
+    graphdef, params = nnx.split(model)
+    full, full_metrics = _jitted(graphdef, SGD)(_state(params, SGD), batch)
+    micro, micro_metrics = _jitted(graphdef, SGD, num_micro=num_micro)(_state(params, SGD), batch)
+    _assert_same_update(micro.params, full.params, params)
+    _assert_same_update(micro.opt_state, full.opt_state, _state(params, SGD).opt_state)
+    _assert_same_metrics(micro_metrics, full_metrics)
+
+
+def test_rows_must_split_evenly_into_micro_batches(model, batch):
+    graphdef, params = nnx.split(model)
+    with pytest.raises(CoreaError, match="8 rows does not split into 3 micro-batches"):
+        train_step(
+            graphdef, _state(params, SGD), batch, optimizer=SGD, loss_config=LOSS, num_micro=3
+        )
+
+
+@pytest.mark.parametrize("mesh_shape, num_micro", [((2, 2, 2), 1), ((1, 8, 1), 1), ((2, 2, 2), 2)])
+def test_step_on_an_8_device_mesh_equals_the_single_device_step(
+    checkpoint, model, batch, mesh_shape, num_micro
+):
+    graphdef, params = nnx.split(model)
+    want, want_metrics = _jitted(graphdef, SGD)(_state(params, SGD), batch)
+
+    mesh = make_mesh(mesh_shape)
+    sharded_model = load_model(checkpoint, mesh=mesh)
+    sharded_graphdef, sharded_params = nnx.split(sharded_model)
+    shardings = param_shardings(sharded_model, mesh)
+    assert [x.sharding for x in jax.tree.leaves(sharded_params)] == jax.tree.leaves(shardings)
+    assert any(
+        len(s.device_set) == 8 and not s.is_fully_replicated for s in jax.tree.leaves(shardings)
+    )
+    state, state_shardings = init_train_state(SGD, sharded_params, shardings, mesh)
+    # The momentum trace is sharded like the parameters it mirrors, not put on one device.
+    trace = state.opt_state.inner_state[0].trace
+    assert [x.sharding for x in jax.tree.leaves(trace)] == jax.tree.leaves(shardings)
+    assert jax.tree.leaves(state_shardings) == [x.sharding for x in jax.tree.leaves(state)]
+    batch_sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+    step = jit_train_step(
+        sharded_graphdef,
+        state_shardings,
+        batch_sharding,
+        mesh,
+        optimizer=SGD,
+        loss_config=LOSS,
+        num_micro=num_micro,
+    )
+    new, metrics = step(state, batch)  # `state` is donated: not used again
+    assert [x.sharding for x in jax.tree.leaves(new.params)] == jax.tree.leaves(shardings)
+    assert all(m.sharding.is_fully_replicated for m in metrics.values())
+    assert int(new.step) == 1
+    _assert_same_update(new.params, want.params, params)
+    _assert_same_metrics(metrics, want_metrics)
+
+
+@pytest.mark.parametrize("cause", ["nan_advantage", "huge_learning_rate"])
+def test_a_non_finite_step_keeps_parameters_and_optimizer_state(model, batch, cause):
+    graphdef, params = nnx.split(model)
+    step = _jitted(graphdef, SGD)
+    # Move off the initial state first, so "unchanged" is not "still at zero".
+    state, _ = step(_state(params, SGD), batch)
+    if cause == "nan_advantage":
+        batch = batch._replace(advantages=batch.advantages.copy())
+        batch.advantages[3] = np.nan
+    else:  # loss and gradients stay finite; the update overflows float32
+        inf = jax.device_put(np.float32(np.inf), jax.devices()[0])
+        hyper = dict(state.opt_state.hyperparams, learning_rate=inf)
+        state = state._replace(opt_state=state.opt_state._replace(hyperparams=hyper))
+    new, metrics = step(state, batch)
+    assert float(metrics["finite"]) == 0.0
+    assert int(new.step) == int(state.step) == 1
+    for a, b in zip(jax.tree.leaves(_host(new)), jax.tree.leaves(_host(state)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if cause == "huge_learning_rate":
+        assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+
+
+def test_sft_steps_lower_the_batch_nll(model):
+    graphdef, params = nnx.split(model)
+    batch = make_batch(
+        PROMPTS, PROMPT_INDEX, _completions(8, 4), LENGTHS, prompt_slots=P, loss_config=LOSS
+    )
+    assert not batch.advantages.any()  # SFT ignores advantages and old log-probs
+    optimizer = make_optimizer(OptimConfig(learning_rate=1e-2))
+    step = _jitted(graphdef, optimizer, mode="sft")
+    state = _state(params, optimizer)
+    first_nll = _nll(graphdef, params, batch)
+    nlls = []
+    for _ in range(4):
+        state, metrics = step(state, batch)
+        assert float(metrics["finite"]) == 1.0
+        nlls.append(float(metrics["nll"]))
+    assert nlls[0] == pytest.approx(first_nll, rel=1e-5)
+    assert all(b < a for a, b in zip(nlls, nlls[1:], strict=False)), nlls
+    assert _nll(graphdef, state.params, batch) < first_nll - 1.0
+
+
+def _learning_rates(config, steps):
+    """Adam under a constant unit gradient moves a scalar by exactly lr_t per step."""
+    optimizer = make_optimizer(config)
+    params = {"w": jnp.zeros(())}
+    state = optimizer.init(params)
+    rates = []
+    for _ in range(steps):
+        updates, state = optimizer.update({"w": jnp.ones(())}, state, params)
+        rates.append(-float(updates["w"]))
+    return np.array(rates)
+
+
+def test_optimizer_schedules():
+    # rtol 1e-4: Adam's eps and float32 bias corrections blur the rates in the 6th digit.
+    np.testing.assert_allclose(_learning_rates(OptimConfig(learning_rate=0.1), 3), 0.1, rtol=1e-4)
+    warm = _learning_rates(OptimConfig(learning_rate=0.1, warmup_steps=4), 6)
+    np.testing.assert_allclose(warm, [0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-4, atol=1e-9)
+    cosine = _learning_rates(
+        OptimConfig(learning_rate=0.1, warmup_steps=2, schedule="cosine", total_steps=6), 7
+    )
+    # Warm-up 0 -> 0.1 over 2 steps, then half a cosine down to 0 over the remaining 4.
+    decay = 0.05 * (1 + np.cos(np.pi * np.arange(5) / 4))
+    np.testing.assert_allclose(cosine, [0, 0.05, *decay], rtol=1e-4, atol=1e-7)
+    with pytest.raises(CoreaError, match="optim.schedule 'linear'"):
+        OptimConfig(schedule="linear")
