@@ -41,6 +41,7 @@ from corea_jax import advantages as adv_lib
 from corea_jax import grpo, rewards
 from corea_jax import metrics as metrics_lib
 from corea_jax.errors import CoreaError
+from corea_jax.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
 from corea_jax.sampling import Sampler, bucket, make_method
 from corea_jax.sharding import DEFAULT_RULES, named_sharding
 from corea_jax.train_step import (
@@ -308,8 +309,11 @@ class Trainer:
             return
         _save(self.checkpoints, step, self.state, force=force)
 
-    def train(self, steps: int, metrics_file: Path) -> TrainState:
+    def train(self, steps: int, writer: MetricsWriter) -> TrainState:
         from tqdm import tqdm
+
+        peak = peak_flops_per_chip()
+        num_params = self.model_config.num_params()
 
         start = int(self.state.step)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -327,6 +331,7 @@ class Trainer:
                     batch, metrics = self._rollout_batch(step, idx)
                 t1 = time.perf_counter()
                 rows, n = batch.weights.shape
+                batch_tokens = int(np.asarray(batch.valid).sum())  # host numpy, before placement
                 batch_sharding, step_fn = self._step_fn(rows, n)
                 batch = jax.device_put(batch, batch_sharding)
                 for _ in range(self.loop.num_iterations):
@@ -344,9 +349,11 @@ class Trainer:
                 t2 = time.perf_counter()
                 metrics.update({k: float(v) for k, v in update_metrics.items()})
                 metrics.update({"step": step + 1, "time/update": t2 - t1, "time/step": t2 - t0})
-                if jax.process_index() == 0 and (step + 1) % self.loop.log_every == 0:
-                    with open(metrics_file, "a") as f:
-                        f.write(json.dumps(_json_safe(metrics)) + "\n")
+                if peak is not None:
+                    flops = train_flops(num_params, batch_tokens * self.loop.num_iterations)
+                    metrics["mfu/update"] = flops / ((t2 - t1) * peak * self.mesh.size)
+                if (step + 1) % self.loop.log_every == 0:
+                    writer.write(step + 1, metrics)
                 bar.update(1)
                 bar.set_postfix(
                     {
@@ -387,13 +394,6 @@ def _trim_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)
-
-
-def _json_safe(metrics: dict) -> dict:
-    """NaN/inf (e.g. no valid confidence in a batch) become null: strict JSON."""
-    return {
-        k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in metrics.items()
-    }
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -536,7 +536,11 @@ def run(config, workdir: str | Path) -> Path:
     try:
         resumed = trainer.restore()
         _trim_metrics(workdir / "metrics.jsonl", resumed)
-        trainer.train(t.steps, workdir / "metrics.jsonl")
+        writer = MetricsWriter(workdir, tensorboard=t.tensorboard)
+        try:
+            trainer.train(t.steps, writer)
+        finally:
+            writer.close()
         if t.export and int(trainer.state.step) >= t.steps:
             out = trainer.export(workdir / "export", model_dir)
             print(f"exported the policy to {out}", file=sys.stderr)
