@@ -133,7 +133,7 @@ def test_bad_options(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_needs_completions_and_config_mode_is_not_built_yet(tmp_path, capsys):
+def test_needs_completions_or_config_with_workdir(tmp_path, capsys):
     assert cli.main(["evaluate"]) == 2
     assert "--completions" in capsys.readouterr().err
     config = tmp_path / "exp.py"
@@ -148,4 +148,4 @@ def test_needs_completions_and_config_mode_is_not_built_yet(tmp_path, capsys):
         )
     )
     assert cli.main(["evaluate", f"--config={config}"]) == 2
-    assert "issue #8" in capsys.readouterr().err
+    assert "--workdir" in capsys.readouterr().err

@@ -16,7 +16,12 @@ histogram. An invalid confidence counts as --invalid-confidence (default 0, i.e.
 DIR defaults to FILE without `.jsonl` plus `.eval`. A bad input row stops the run with an error
 that names its line.
 
-Sampling a model on a dataset (`--config`) comes with the cascade work (issue 8).
+  corea-jax evaluate --config=configs/FILE.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]
+
+With --config the SLM of the config (`slm.path`) answers every question of its datasets (the
+cascade's step 1, cached in DIR/slm/ and shared with `corea-jax cascade` on the same DIR) and
+DIR/eval/ gets metrics.json and metrics.csv (pass@1, format rate, ECE, Brier, AUROC per dataset),
+NAME.jsonl (the graded answers) and reliability.png (one diagram per dataset).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from corea_jax import grading, metrics, parsing
-from corea_jax.commands import not_built
 from corea_jax.errors import CoreaError
 from corea_jax.grading import GradeTask, GradingOptions
 from corea_jax.grading_workers import Grader
@@ -40,6 +44,7 @@ TAKES_CONFIG = True
 def add_arguments(parser) -> None:
     parser.add_argument("--completions", type=Path, metavar="FILE.jsonl", help="rows to score")
     parser.add_argument("--output", type=Path, metavar="DIR", help="default: FILE.eval/")
+    parser.add_argument("--workdir", type=Path, help="run directory (with --config)")
     parser.add_argument(
         "--format",
         default="tags",
@@ -171,7 +176,12 @@ def summarize(scored: list[dict], n_bins: int, invalid_confidence: float) -> dic
 def run(args) -> int:
     if args.completions is None:
         if args.config is not None:
-            return not_built("evaluate --config", 8)
+            if args.workdir is None:
+                raise CoreaError("evaluate --config needs --workdir=DIR")
+            from corea_jax.cascade.pipeline import evaluate
+
+            evaluate(args.config, args.workdir)
+            return 0
         raise CoreaError("evaluate: give --completions FILE.jsonl")
     fmt = parsing.get_format(args.format)
     if args.think_prefilled:

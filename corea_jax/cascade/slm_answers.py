@@ -1,0 +1,291 @@
+"""Step 1 of the cascade: the SLM answers every question, once, and the answers are cached.
+
+`load_questions` reads the configured datasets (`QuestionSource`); `answer_with_slm` samples one
+completion per question with the batched KV-cache sampler and keeps, per question, the text, the
+token counts (for cost) and the mean token probability (the AvgProb signal, from the sampler's
+log-probs under the model at temperature 1). `grade_rows` parses and grades them.
+
+The cache: `DIR/NAME.jsonl`, one row per question, rewritten atomically (temporary file, then
+`os.replace`) after every batch. Batches are fixed slices of the dataset in read order, and a
+batch is sampled only when one of its questions has no cached row under the current *run key*
+(model directory and weights, dtype, sampling settings, prompt tokens); batch k always uses seed
+`seed + k`, so a resumed run gives the same answers as an uninterrupted one, even when sampling.
+A finished dataset is never sampled again; changing a sampling setting or the model re-samples.
+
+Departures / [open] choices: one sample per question (the paper's pass@1 protocol); AvgProb is
+the arithmetic mean of the per-token probabilities (`sweep.mean_token_probability`), stored with
+the geometric one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from corea_jax.errors import CoreaError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionSource:
+    """One dataset to evaluate.
+
+    Attributes:
+      name: the label in reports and file names (e.g. "deepmath500").
+      reader: a reader of `corea_jax.data.read_dataset` ("math500", "gsm8k", "deepmath", ...)
+        or "synthetic".
+      path: its file or directory ("" for synthetic; for GPQA "" skips it with a message).
+      split: for "deepmath" the side of `deepmath_split` ("test" = DeepMath500); for
+        "synthetic" the split of `make_split`; ignored otherwise.
+      limit: keep the first `limit` questions (0 = all).
+    """
+
+    name: str
+    reader: str
+    path: str = ""
+    split: str = "test"
+    limit: int = 0
+
+
+def load_questions(sources: Sequence[QuestionSource], synthetic_seed: int = 0) -> dict:
+    """`{name: (records, templates)}` for every source that can be read.
+
+    A missing or malformed file raises the data layer's one-line error (it names the file); a
+    GPQA source without a path is skipped with a note on stderr, since GPQA is not redistributed.
+    """
+    from corea_jax.data import PromptTemplates, deepmath_split, read_dataset, synthetic
+
+    out = {}
+    for src in sources:
+        if src.limit < 0:
+            raise CoreaError(f"datasets.{src.name}.limit={src.limit}: must be >= 0")
+        if src.reader == "synthetic":
+            task = synthetic.SyntheticTask(seed=synthetic_seed)
+            records = synthetic.make_split(task, src.split, src.limit or 100)
+            templates = synthetic.SYNTHETIC_PROMPTS
+        else:
+            if not src.path:
+                if src.reader == "gpqa":
+                    print(
+                        f"corea-jax: skipping {src.name}: no path set. GPQA is not redistributed "
+                        "(see shared/data/gpqa/SCHEMA.md); get gpqa_main.csv from its authors "
+                        f"and pass --config.datasets.{src.name}.path=FILE.csv",
+                        file=sys.stderr,
+                    )
+                    continue
+                raise CoreaError(f"datasets.{src.name}.path: empty; set the dataset's file")
+            if not Path(src.path).exists():
+                raise CoreaError(f"datasets.{src.name}.path: {src.path}: no such file or directory")
+            records = read_dataset(src.reader, src.path).records
+            if src.reader == "deepmath":
+                split = deepmath_split(records)
+                if src.split not in ("train", "test"):
+                    raise CoreaError(f"datasets.{src.name}.split={src.split!r}: train or test")
+                records = getattr(split, src.split)
+            templates = PromptTemplates()
+        if src.limit:
+            records = records[: src.limit]
+        out[src.name] = (tuple(records), templates)
+    if not out:
+        raise CoreaError("datasets: nothing to evaluate (every dataset was skipped)")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SLMSettings:
+    """How the SLM samples: `temperature` 0 is greedy; `top_k` 0 and `top_p` 1 are off."""
+
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    batch_size: int = 16
+    seed: int = 0
+    dtype: str = "bfloat16"
+
+
+def _model_fingerprint(model_dir: Path) -> str:
+    parts = [str(model_dir.resolve())]
+    for path in sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]:
+        if path.exists():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    rows = {}
+    if not path.exists():
+        return rows
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                rows[row["key"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise CoreaError(
+                    f"{path}, line {lineno}: unreadable SLM cache row; delete the file to resample"
+                ) from None
+    return rows
+
+
+class SLMAnswerer:
+    """Loads the SLM once and answers datasets through the per-dataset cache in `cache_dir`."""
+
+    def __init__(self, model_dir: str | Path, settings: SLMSettings, cache_dir: Path):
+        self.model_dir, self.settings, self.cache_dir = Path(model_dir), settings, cache_dir
+        self._model = None
+        from corea_jax.models import load_tokenizer
+
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.samples_drawn = 0
+        run = dataclasses.asdict(settings)
+        run["model"] = _model_fingerprint(self.model_dir)
+        self._run_key = json.dumps(run, sort_keys=True)
+
+    def _sampler(self):
+        if self._model is None:
+            import jax.numpy as jnp
+
+            from corea_jax.models import load_model
+            from corea_jax.sampling import Sampler
+
+            model = load_model(self.model_dir, dtype=jnp.dtype(self.settings.dtype))
+            eos = set(model.config.eos_token_ids)
+            if self.tokenizer.eos_token_id is not None:
+                eos.add(self.tokenizer.eos_token_id)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            self._model = Sampler(model, eos_ids=sorted(eos), pad_id=pad)
+        return self._model
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def answer(self, name: str, records, templates) -> list[dict]:
+        """One row per record, in order: id, text, prompt/completion tokens, finish reason,
+        avgprob (arithmetic) and avgprob_geometric. Cached in `cache_dir/NAME.jsonl`."""
+        from corea_jax.data import encode_prompt
+
+        s = self.settings
+        prompts = [encode_prompt(r, self.tokenizer, templates) for r in records]
+        keys = [
+            hashlib.sha256(f"{self._run_key}|{r.id}|{p}".encode()).hexdigest()
+            for r, p in zip(records, prompts, strict=True)
+        ]
+        path = self.cache_dir / f"{name}.jsonl"
+        cached = _read_cache(path)
+        done = {k: cached[k] for k in keys if k in cached}
+        b = s.batch_size
+        starts = [
+            i for i in range(0, len(records), b) if any(k not in done for k in keys[i : i + b])
+        ]
+        for n_done, start in enumerate(starts, 1):
+            rows = self._sample(records[start : start + b], prompts[start : start + b], start // b)
+            done.update(zip(keys[start : start + b], rows, strict=True))
+            ordered = [done[k] | {"key": k} for k in keys if k in done]
+            write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+            print(
+                f"corea-jax: {name}: SLM batch {n_done}/{len(starts)} "
+                f"({min(start + b, len(records))}/{len(records)} questions)",
+                file=sys.stderr,
+            )
+        return [done[k] | {"key": k} for k in keys]
+
+    def _sample(self, records, prompts, batch_index: int) -> list[dict]:
+        from corea_jax.cascade.sweep import mean_token_probability
+        from corea_jax.sampling import make_method
+
+        s = self.settings
+        method = make_method(s.temperature, s.top_k or None, s.top_p if s.top_p < 1 else None)
+        out = self._sampler().generate(
+            prompts, max_new_tokens=s.max_new_tokens, n=1, method=method, seed=s.seed + batch_index
+        )
+        self.samples_drawn += len(prompts)
+        mask = np.arange(out.logprobs.shape[1])[None, :] < out.lengths[:, None]  # [B, T]
+        arith = np.asarray(mean_token_probability(out.logprobs, mask, "arithmetic"))
+        geo = np.asarray(mean_token_probability(out.logprobs, mask, "geometric"))
+        rows = []
+        for r, record in enumerate(records):
+            text = self.tokenizer.decode(out.row_tokens(r), skip_special_tokens=True)
+            rows.append(
+                {
+                    "id": record.id,
+                    "text": text,
+                    "prompt_tokens": len(prompts[r]),
+                    "completion_tokens": int(out.lengths[r]),
+                    "finish_reason": out.finish_reasons[r],
+                    "avgprob": _finite(arith[r]),
+                    "avgprob_geometric": _finite(geo[r]),
+                }
+            )
+        return rows
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return round(x, 6) if np.isfinite(x) else None
+
+
+def output_format(name: str, kind: str):
+    """The parsing layout for answers to a question of `kind`: multiple choice reduces the answer
+    to a letter where one can be read."""
+    from corea_jax import parsing
+
+    fmt = parsing.get_format(name)
+    if kind == "choice" and fmt.choice_letters is None:
+        fmt = dataclasses.replace(fmt, choice_letters="ABCDEFGHIJ")
+    return fmt
+
+
+def grade_texts(records, texts: Sequence[str], fmt_name: str, grader) -> list[dict]:
+    """Parses and grades one completion per record: answer, confidence (None when invalid),
+    format_ok, correct, grade_method."""
+    from corea_jax.grading import GradeTask
+    from corea_jax.parsing import parse_completion
+
+    parsed = [
+        parse_completion(t, output_format(fmt_name, r.kind))
+        for r, t in zip(records, texts, strict=True)
+    ]
+    grades = grader.grade(
+        [
+            GradeTask(r.answer, p.answer, r.kind, r.choices or None)
+            for r, p in zip(records, parsed, strict=True)
+        ]
+    )
+    return [
+        {
+            "answer": p.answer,
+            "confidence": p.confidence,
+            "format_ok": p.format_ok,
+            "format_reason": p.reason,
+            "correct": bool(g.correct),
+            "grade_method": g.method,
+        }
+        for p, g in zip(parsed, grades, strict=True)
+    ]
