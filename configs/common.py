@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
         steps=500, prompts_per_step=32, num_iterations=1, micro_batches=8, seed=0,
         mode="grpo", sft_confidence=0.9, checkpoint_every=25, keep_checkpoints=3,
         grading_workers=8, export=True, tensorboard=True,
+        eval_every=50, eval_size=500, eval_max_new_tokens=2048,
     )  # fmt: skip
     c.mesh = dict(shape=(1, -1, 1))  # ('data', 'fsdp', 'tensor'); -1 takes the remaining devices
     return c

@@ -30,6 +30,9 @@ def get_config(arg=None):
     c.train.micro_batches = 2
     c.train.checkpoint_every = 2
     c.train.grading_workers = 1
+    c.train.eval_every = 3
+    c.train.eval_size = 8
+    c.train.eval_max_new_tokens = 32
     if arg == "sft":
         c.train.mode = "sft"
     return c

@@ -78,6 +78,8 @@ class LoopConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
     grading_workers: int = 1
+    eval_every: int = 0  # steps between held-out evaluations (0: never)
+    eval_max_new_tokens: int = 256
 
 
 @dataclasses.dataclass
@@ -130,12 +132,14 @@ class Trainer:
         reward: rewards.RewardConfig,
         advantage: adv_lib.AdvantageConfig,
         extra_reward: Callable | None = None,
+        eval_task: Task | None = None,
         log: Callable[[str], None] | None = None,
     ):
         self.tokenizer, self.task, self.workdir, self.mesh = tokenizer, task, workdir, mesh
         self.rollout, self.loop, self.optim, self.loss = rollout, loop, optim, loss
         self.reward, self.advantage, self.extra_reward = reward, advantage, extra_reward
         self.log = log or functools.partial(print, file=sys.stderr)
+        self.eval_task = eval_task
         self.model_config = model.config
         self.graphdef, params = nnx.split(model)
         self.optimizer = make_optimizer(optim)
@@ -155,6 +159,7 @@ class Trainer:
         self.sampler = Sampler(model, eos_ids=sorted(eos), pad_id=self.pad_id, mesh=mesh)
         self.method = make_method(rollout.temperature, rollout.top_k, rollout.top_p)
         self.prompt_slots = bucket(max(len(p) for p in task.prompts))
+        self.eval_batch = 64
         self._steps = {}
         self._stop = False
         self.checkpoints = _checkpoint_manager(workdir / "checkpoints", loop)
@@ -294,6 +299,35 @@ class Trainer:
         )  # fmt: skip
         return batch, {"completion_length": float(lengths.mean())}
 
+    def evaluate(self) -> dict:
+        """Greedy answers on the held-out task: pass@1, format rate, ECE, AUROC (`eval/...`)."""
+        from corea_jax.parsing import parse_completion
+        from corea_jax.sampling.sampler import GREEDY
+
+        task = self.eval_task
+        texts = []
+        for start in range(0, len(task.prompts), self.eval_batch):
+            out = self.sampler.generate(
+                task.prompts[start : start + self.eval_batch],
+                max_new_tokens=self.loop.eval_max_new_tokens,
+                method=GREEDY,
+                params=self.state.params,
+            )
+            texts += [
+                self.tokenizer.decode(out.row_tokens(r), skip_special_tokens=True)
+                for r in range(len(out.lengths))
+            ]
+        parsed = [parse_completion(t) for t in texts]
+        correct = self._grade(task.golds, task.kinds, [p.answer for p in parsed])
+        summary = metrics_lib.calibration_summary(
+            correct,
+            [p.confidence if p.confidence is not None else 0.0 for p in parsed],
+            confidence_valid=[p.confidence is not None for p in parsed],
+            format_ok=[p.format_ok for p in parsed],
+        )
+        keys = ("pass@1", "format_rate", "ece", "auroc", "brier", "mean_confidence")
+        return {f"eval/{k}": summary[k] for k in keys}
+
     # -- the loop ----------------------------------------------------------------------------
 
     def restore(self) -> int:
@@ -352,6 +386,12 @@ class Trainer:
                 if peak is not None:
                     flops = train_flops(num_params, batch_tokens * self.loop.num_iterations)
                     metrics["mfu/update"] = flops / ((t2 - t1) * peak * self.mesh.size)
+                if (
+                    self.eval_task is not None
+                    and self.loop.eval_every
+                    and ((step + 1) % self.loop.eval_every == 0 or step + 1 == steps)
+                ):
+                    metrics.update(self.evaluate())
                 if (step + 1) % self.loop.log_every == 0:
                     writer.write(step + 1, metrics)
                 bar.update(1)
@@ -426,15 +466,24 @@ def _restore(manager, step: int, like: TrainState, shardings) -> TrainState:
 # -- entry point -----------------------------------------------------------------------------
 
 
-def build_task(config, tokenizer) -> Task:
-    """Training prompts from the config's data source, encoded with the chat template."""
+def build_task(config, tokenizer, split: str = "train") -> Task:
+    """Prompts of the config's data source (`split`: "train" or "eval"), chat-template encoded.
+
+    Synthetic task: "eval" is its "calibration" split, `config.train.eval_size` questions.
+    DeepMath: "eval" is the DeepMath500 side of our split. Other sources: the first
+    `eval_size` records (a user should point `data.path` at a held-out file).
+    """
     from corea_jax.data import prompts as prompt_lib
     from corea_jax.data import synthetic
 
     data = config.data
     if data.source == "synthetic":
         task = synthetic.SyntheticTask(**data.synthetic.to_dict())
-        records = synthetic.make_split(task, "train", data.train_size)
+        records = synthetic.make_split(
+            task,
+            "train" if split == "train" else "calibration",
+            data.train_size if split == "train" else config.train.eval_size,
+        )
         templates = synthetic.SYNTHETIC_PROMPTS
         references = [
             synthetic.reference_completion(r, config.train.sft_confidence) for r in records
@@ -446,7 +495,10 @@ def build_task(config, tokenizer) -> Task:
             raise CoreaError(f"data.path: needed for data.source={data.source!r}")
         records = read_dataset(data.source, data.path).records
         if data.source == "deepmath":
-            records = deepmath_split(records, train_size=data.train_size).train
+            parts = deepmath_split(records, train_size=data.train_size)
+            records = parts.train if split == "train" else parts.test
+        elif split != "train":
+            records = records[: config.train.eval_size]
         templates = prompt_lib.PromptTemplates()
         references = None
     prompts = [prompt_lib.encode_prompt(r, tokenizer, templates) for r in records]
@@ -507,7 +559,8 @@ def run(config, workdir: str | Path) -> Path:
         steps=t.steps, prompts_per_step=t.prompts_per_step, num_iterations=t.num_iterations,
         micro_batches=t.micro_batches, seed=t.seed, mode=t.mode, sft_confidence=t.sft_confidence,
         checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-        grading_workers=t.grading_workers,
+        grading_workers=t.grading_workers, eval_every=t.eval_every,
+        eval_max_new_tokens=t.eval_max_new_tokens,
     )  # fmt: skip
     if loop.mode not in ("grpo", "sft"):
         raise CoreaError(f"train.mode {loop.mode!r}: expected grpo or sft")
@@ -531,6 +584,7 @@ def run(config, workdir: str | Path) -> Path:
         reward=reward_cfg,
         advantage=AdvantageConfig(**config.advantage.to_dict()),
         extra_reward=load_user_function(r.extra_term) if r.extra_term else None,
+        eval_task=build_task(config, tokenizer, "eval") if t.eval_every else None,
     )
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     try:

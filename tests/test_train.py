@@ -43,7 +43,12 @@ def test_smoke_config_trains_checkpoints_and_exports(tmp_path):
                 "clip_fraction", "entropy", "zero_variance_groups", "time/rollout",
                 "time/grading", "time/update", "tokens_per_s", "confidence_hist"):  # fmt: skip
         assert key in lines[0], key
+    assert lines[-1]["eval/format_rate"] is not None  # the held-out evaluation ran
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["2", "3"]
+    assert any(
+        p.name.startswith("events.out.tfevents")
+        for p in (tmp_path / "run" / "tensorboard").iterdir()
+    )
     export = tmp_path / "run" / "export"
     assert (export / "tokenizer.json").exists()
     initial, final = _params(tmp_path / "run" / "initial_model"), _params(export)
@@ -81,6 +86,16 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 8))  # each step logged once
+
+
+def test_checkpoint_restores_onto_a_different_mesh(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    common = ["--config.reward.extra_term=reward_terms:length_bonus", "--config.train.eval_every=0"]
+    assert _train(workdir, *common, "--config.train.steps=2", "--config.mesh.shape=(1,8,1)") == 0
+    assert _train(workdir, *common, "--config.train.steps=3", "--config.mesh.shape=(2,2,2)") == 0
+    assert "resumed from checkpoint at step 2" in capsys.readouterr().err
+    steps = [json.loads(x)["step"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
