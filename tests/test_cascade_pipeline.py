@@ -16,8 +16,13 @@ from corea_jax import cli
 pytestmark = pytest.mark.usefixtures("shared_data")
 
 
+# Grading in-process spares each run a worker start-up (the answers here are a few short strings).
+FAST = ["--config.grading.workers=0"]
+
+
 def _cascade(config, workdir, *extra):
-    return cli.main(["cascade", f"--config=configs/{config}", f"--workdir={workdir}", *extra])
+    args = ["cascade", f"--config=configs/{config}", f"--workdir={workdir}", *FAST, *extra]
+    return cli.main(args)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def test_second_run_samples_nothing_and_calls_no_llm(deepmath_run):
 
 def test_evaluate_config_writes_per_dataset_metrics(deepmath_run, capsys):
     workdir, _ = deepmath_run
-    args = ["evaluate", "--config=configs/eval_deepmath500.py:smoke", f"--workdir={workdir}"]
+    args = ["evaluate", "--config=configs/eval_deepmath500.py:smoke", f"--workdir={workdir}", *FAST]
     assert cli.main(args) == 0
     metrics = json.loads((workdir / "eval" / "metrics.json").read_text())
     assert metrics["slm_samples_drawn"] == 0  # the cascade's SLM answers are reused
@@ -86,10 +91,11 @@ def test_ood_configs_run_and_gpqa_without_a_path_is_skipped(deepmath_run, tmp_pa
     assert "skipping gpqa" in capsys.readouterr().err
     groups = json.loads((tmp_path / "nonmath" / "summary.json").read_text())["groups"]
     assert set(groups) == {"commonsenseqa"}
-    assert _cascade("eval_ood_math.py:smoke", tmp_path / "math", *reuse) == 0
+    fewer = [f"--config.datasets.{name}.limit=2" for name in ("math500", "gsm8k", "olympiadbench")]
+    assert _cascade("eval_ood_math.py:smoke", tmp_path / "math", *reuse, *fewer) == 0
     summary = json.loads((tmp_path / "math" / "summary.json").read_text())
     assert set(summary["groups"]) == {"math500", "gsm8k", "olympiadbench", "all"}
-    assert summary["groups"]["all"]["n"] == 12
+    assert summary["groups"]["all"]["n"] == 6
     assert (tmp_path / "math" / "report" / "all" / "pass_vs_cost.png").exists()
 
 

@@ -12,7 +12,9 @@
    Its prompt [open]: the system text `llm.system` (default: the SLM's default instructions,
    `corea_jax.data.DEFAULT_SYSTEM`, which ask for the same <think>/<answer>/<confidence>
    layout) and the same user text as the SLM's (question, and options for multiple choice). It
-   is parsed with the same output format; its stated confidence is not used.
+   is parsed with the same output format; its stated confidence is not used. A question the
+   LLM failed within `llm.max_failed_questions` counts as wrong at zero LLM cost in this run's
+   report (it is not cached, so the next run asks again).
 3. Costs: tokens x the price table (`PriceTable`; `DEFAULT_PRICES` plus the config's `prices`
    entries), the SLM priced as `slm.price_name` (it is charged on every question).
 4. Per group (each dataset, and "all" pooled when there are several), per confidence signal
