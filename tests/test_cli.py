@@ -72,6 +72,6 @@ def test_bad_overrides_name_the_key(config_file, override, message):
 
 
 def test_missing_config_file_is_one_line_error(tmp_path, capsys):
-    assert cli.main(["train", f"--config={tmp_path}/missing.py"]) == 2
+    assert cli.main(["train", f"--config={tmp_path}/missing.py", f"--workdir={tmp_path}/w"]) == 2
     err = capsys.readouterr().err
     assert "missing.py" in err and len(err.strip().splitlines()) == 1
