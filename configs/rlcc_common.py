@@ -1,0 +1,86 @@
+"""The paper's training runs ("RLCC": GRPO with a calibration reward on DeepMath16K), built once.
+
+One file per SLM (`rlcc_qwen7b.py`, `rlcc_qwen1_5b.py`, `rlcc_llama8b.py`) plus the group-size
+ablation (`rlcc_group_size.py`). Within a file the runs differ only in the reward, so the reward
+is the ARG (variants are data: a key of corea_jax.rewards.PRESETS), and `,smoke` shrinks any of
+them to the CPU run of configs/smoke.py:
+
+    --config=configs/rlcc_qwen7b.py:PRESET[,smoke]   PRESET: rlvr | brier | corea (default)
+                                                             | corea_l2 | corea_kl
+
+Everything else comes from configs/common.py, which already holds PAPER.md's defaults: G=8,
+lr 1e-6, clip 0.2/0.2, beta 0, temperature 1.0, 2048 new tokens, AdamW with a constant rate
+after warm-up, and DeepMath16K (`data.train_size=16_000` of our seeded split).
+
+Two keys have no default, on purpose:
+  model.path  the local HF directory of the checkpoint named by `model.hf_id` (nothing is
+              downloaded: fetch it first, e.g. `huggingface-cli download Qwen/Qwen2.5-7B-Instruct
+              --local-dir DIR`).
+  data.path   DeepMath-103K: its HF dataset directory (`data/train-*.parquet`), or any JSONL
+              with `question` and `final_answer` fields. corea_jax.data.deepmath_split takes
+              the 500-question test split and the first 16,000 of the rest as DeepMath16K (the
+              3,996-row subset in shared/data gives 3,496).
+A relative default would resolve against whatever directory each TPU worker or SLURM task
+starts in, and a default pointing at the small subset would train on the wrong data without a
+word; left empty, the trainer refuses with `data.path: needed for data.source='deepmath'`.
+
+`model.hf_id` records which checkpoint the run is for (it lands in WORKDIR/config.json); the
+trainer does not read it yet.
+"""
+
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import smoke as smoke_run  # noqa: E402
+from common import base_config  # noqa: E402
+
+from corea_jax.config_flags import ConfigError  # noqa: E402
+
+PRESETS = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
+
+
+def parse_arg(arg, choices, default):
+    """`CHOICE[,smoke]` -> (choice, smoke?); "smoke" alone is the default choice, shrunk."""
+    parts = [p for p in (arg or "").split(",") if p]
+    is_smoke = "smoke" in parts
+    rest = [p for p in parts if p != "smoke"]
+    if len(rest) > 1 or (rest and rest[0] not in choices):
+        raise ConfigError(f"config arg {arg!r}: expected one of {'|'.join(choices)}[,smoke]")
+    return (rest[0] if rest else default), is_smoke
+
+
+def rlcc_config(hf_id: str, preset: str, **optim) -> ml_collections.ConfigDict:
+    """COREA training of `hf_id` with reward `preset`; `optim` overrides keys of `c.optim`."""
+    c = base_config()
+    c.model.hf_id = hf_id
+    c.reward.preset = preset
+    c.optim.update(optim)
+    return c
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def smoke(c: ml_collections.ConfigDict, keep=()) -> ml_collections.ConfigDict:
+    """Shrinks `c` to configs/smoke.py's CPU run: every key smoke.py changes from base_config()
+    is copied onto `c` (so the two never drift), except the dotted keys in `keep`, which are the
+    point of the variant. The reward, loss and advantage settings of `c` stay as they are."""
+    base = dict(_leaves(base_config()))
+    for key, value in _leaves(smoke_run.get_config()):
+        if key in keep or base.get(key) == value:
+            continue
+        *parents, leaf = key.split(".")
+        node = c
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return c
