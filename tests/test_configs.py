@@ -207,3 +207,12 @@ def test_scripts_are_shellcheck_clean():
         ["shellcheck", "-x", *files], capture_output=True, text=True, cwd=TPU, timeout=60
     )
     assert out.returncode == 0, out.stdout
+
+
+def test_readme_launch_commands_name_configs_that_build():
+    readme = (TPU / "README.md").read_text()
+    specs = re.findall(r"^tpu/launch\.sh (configs/\S+)", readme, flags=re.M)
+    runs = [s for s in specs if s.startswith("configs/rlcc_")]
+    assert len(runs) == 3 * len(REWARDS) + 2  # every model x reward, plus G=4 and G=16
+    for spec in specs:
+        load_config(str(REPO / spec))
