@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -241,8 +242,14 @@ def _llm_endpoint(config, questions):
     from corea_jax.cascade.server import SimulatedLLMServer
     from corea_jax.cascade.simulated import gold_answer_policy
 
+    by_level = dict(llm.get("simulated_accuracy_by_level", None) or {})
+
+    def accuracy(record) -> tuple:
+        level = f"{record.metadata.get('steps')},{record.metadata.get('digits')}"
+        return (by_level[level],) if level in by_level else ()
+
     answers = {
-        templates.user_text(r): (r.answer, r.kind, len(r.choices))
+        templates.user_text(r): (r.answer, r.kind, len(r.choices), *accuracy(r))
         for records, templates in questions.values()
         for r in records
     }
@@ -250,12 +257,17 @@ def _llm_endpoint(config, questions):
     with SimulatedLLMServer(policy, model=llm.model) as server:
         print(
             f"corea-jax: SIMULATED LLM on {server.base_url} (model name {llm.model!r}, "
-            f"accuracy {llm.simulated_accuracy}); no real model is measured",
+            f"accuracy {'by difficulty level' if by_level else llm.simulated_accuracy}); "
+            "no real model is measured",
             file=sys.stderr,
         )
         # The simulated server's port changes per run; the cache key uses a fixed URL (naming
         # the policy's accuracy and seed) so the cache still answers a re-run.
-        fixed = f"http://simulated-llm.invalid/acc{llm.simulated_accuracy:g}-seed{llm.simulated_seed}/v1"
+        levels = hashlib.sha256(json.dumps(by_level, sort_keys=True).encode()).hexdigest()[:8]
+        fixed = (
+            f"http://simulated-llm.invalid/acc{llm.simulated_accuracy:g}-levels{levels}"
+            f"-seed{llm.simulated_seed}/v1"
+        )
         yield LLMEndpoint(fixed, llm.model, None), server
 
 

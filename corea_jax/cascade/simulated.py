@@ -36,16 +36,19 @@ def wrong_answer(gold: str, kind: str, n_choices: int = 0) -> str:
 
 
 def gold_answer_policy(
-    answers: Mapping[str, tuple[str, str, int]], accuracy: float, seed: int = 0
+    answers: Mapping[str, tuple], accuracy: float, seed: int = 0
 ) -> AnswerPolicy:
-    """`answers` maps a request's last message to (gold, kind, number of choices)."""
+    """`answers` maps a request's last message to (gold, kind, number of choices) or to
+    (gold, kind, number of choices, accuracy): a per-question accuracy (e.g. by the synthetic
+    task's difficulty level) overrides the global `accuracy`."""
 
     def policy(messages, params):
         del params
         question = str(messages[-1].get("content", ""))
-        gold, kind, n_choices = answers.get(question, ("", "math", 0))
+        gold, kind, n_choices, *own = answers.get(question, ("", "math", 0))
+        p_right = own[0] if own else accuracy
         digest = hashlib.sha256(f"{seed}|{question}".encode()).digest()
-        right = int.from_bytes(digest[:8], "big") / 2**64 < accuracy
+        right = int.from_bytes(digest[:8], "big") / 2**64 < p_right
         answer = gold if right else wrong_answer(gold, kind, n_choices)
         text = f"<think>simulated</think><answer>{answer}</answer><confidence>0.9</confidence>"
         prompt = sum(len(str(m.get("content", ""))) for m in messages)

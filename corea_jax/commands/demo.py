@@ -1,14 +1,31 @@
-"""`corea-jax demo`: not built yet (issue #9)."""
+"""`corea-jax demo`: COREA's method end to end, offline, on a CPU (see corea_jax/demo.py).
 
-from corea_jax.commands import not_built
+    corea-jax demo [--workdir DIR] [--config=configs/demo.py[:quick]] [--config.KEY=VALUE ...]
+
+Builds a tiny model from scratch, warms it up with SFT, trains RLVR, Brier and COREA policies
+with GRPO, runs the cascade against a clearly labelled SIMULATED LLM on loopback, and writes
+DIR/report.md. Re-running with the same --workdir resumes and reuses what is done.
+"""
+
+from pathlib import Path
 
 TAKES_CONFIG = True
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.py"
 
 
 def add_arguments(parser):
-    del parser
+    parser.add_argument("--workdir", type=Path, default=Path("workdirs/demo"))
 
 
-def run(args):
-    del args
-    return not_built("demo", 9)
+def run(args) -> int:
+    from corea_jax.config_flags import load_config
+    from corea_jax.demo import run as demo_run
+    from corea_jax.errors import CoreaError
+
+    config = args.config
+    if config is None:
+        if not DEFAULT_CONFIG.exists():
+            raise CoreaError(f"{DEFAULT_CONFIG}: demo config not found; pass --config=FILE.py")
+        config = load_config(str(DEFAULT_CONFIG))
+    demo_run(config, args.workdir)
+    return 0
