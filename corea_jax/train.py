@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from corea_jax import advantages as adv_lib
 from corea_jax import grpo, rewards
@@ -48,6 +48,7 @@ from corea_jax.train_step import (
     Batch,
     OptimConfig,
     TrainState,
+    init_train_state,
     jit_train_step,
     make_batch,
     make_optimizer,
@@ -143,15 +144,10 @@ class Trainer:
         self.model_config = model.config
         self.graphdef, params = nnx.split(model)
         self.optimizer = make_optimizer(optim)
-        opt_state = jax.jit(self.optimizer.init)(params)
-        state = TrainState(jnp.int32(0), params, opt_state)
-        replicated = NamedSharding(mesh, PartitionSpec())
-        self.state_shardings = jax.tree.map(
-            lambda x: x.sharding if getattr(x.sharding, "mesh", None) == mesh else replicated,
-            state,
+        param_shardings = jax.tree.map(lambda x: x.sharding, params)
+        self.state, self.state_shardings = init_train_state(
+            self.optimizer, params, param_shardings, mesh
         )
-        state = jax.device_put(state, self.state_shardings)
-        self.state = state
         eos = set(model.config.eos_token_ids)
         if tokenizer.eos_token_id is not None:
             eos.add(tokenizer.eos_token_id)
