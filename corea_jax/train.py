@@ -48,6 +48,7 @@ from corea_jax.train_step import (
     Batch,
     OptimConfig,
     TrainState,
+    completion_logprobs,
     init_train_state,
     jit_train_step,
     make_batch,
@@ -148,6 +149,14 @@ class Trainer:
         self.state, self.state_shardings = init_train_state(
             self.optimizer, params, param_shardings, mesh
         )
+        # The frozen reference policy for the KL penalty: the initial parameters, copied only
+        # when beta > 0 (with beta = 0 no reference model is materialised).
+        self.ref_params = None
+        if loss.beta > 0:
+            self.ref_params = jax.tree.map(jnp.copy, self.state.params)
+            self._ref_logprobs = jax.jit(
+                functools.partial(completion_logprobs, self.graphdef), static_argnums=(3,)
+            )
         eos = set(model.config.eos_token_ids)
         if tokenizer.eos_token_id is not None:
             eos.add(tokenizer.eos_token_id)
@@ -173,6 +182,9 @@ class Trainer:
                 weights=named_sharding(self.mesh, ("batch", None), (rows, completion_len)),
                 advantages=named_sharding(self.mesh, ("batch",), (rows,)),
                 old_logprobs=named_sharding(self.mesh, ("batch", None), (rows, completion_len)),
+                ref_logprobs=None
+                if self.ref_params is None
+                else named_sharding(self.mesh, ("batch", None), (rows, completion_len)),
             )
             self._steps[key] = (
                 batch_sharding,
@@ -251,6 +263,10 @@ class Trainer:
             old_logprobs=out.logprobs,
             pad_id=self.pad_id,
         )
+        if self.ref_params is not None:
+            n = batch.weights.shape[1]
+            ref, _ = self._ref_logprobs(self.ref_params, batch.tokens, batch.valid, n)
+            batch = batch._replace(ref_logprobs=np.asarray(ref) * (batch.weights > 0))
         conf = parsed.confidence[parsed.format_ok]
         metrics = {
             "reward": float(jnp.mean(reward)),

@@ -49,6 +49,7 @@ class Batch(NamedTuple):
     weights: jax.Array  # [R, N] float32 loss weights (0 off the completion)
     advantages: jax.Array  # [R] float32 (unused by "sft")
     old_logprobs: jax.Array  # [R, N] float32 rollout-policy log-probs (unused by "sft")
+    ref_logprobs: jax.Array | None = None  # [R, N] reference-model log-probs; only if beta > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _micro_loss(params, graphdef, mb: Batch, loss_config, mode):
         metrics = {"nll": loss}
     else:
         loss, metrics = grpo.policy_loss(
-            logprobs, mb.old_logprobs, mb.advantages, mb.weights, loss_config
+            logprobs, mb.old_logprobs, mb.advantages, mb.weights, loss_config, mb.ref_logprobs
         )
     metrics = dict(metrics, entropy=jnp.sum(entropy * mb.weights), loss=loss)
     return loss, metrics
@@ -225,6 +226,7 @@ def make_batch(
     loss_config: grpo.LossConfig,
     advantages=None,
     old_logprobs=None,
+    ref_logprobs=None,
     pad_id: int = 0,
 ) -> Batch:
     """Host-side: lays out R rows as [left-padded prompt (P) | completion (N)], numpy arrays.
@@ -232,7 +234,8 @@ def make_batch(
     Args:
       prompts: the B prompts as token lists; row r uses prompts[prompt_index[r]].
       completions: [R, N] sampled tokens; lengths [R] how many are real.
-      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, N] or None (zeros).
+      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, N] or None (zeros);
+      ref_logprobs: [R, N] under the reference model (KL penalty, beta > 0) or None.
     """
     completions = np.asarray(completions, np.int32)
     rows, n = completions.shape
@@ -258,4 +261,5 @@ def make_batch(
         old_logprobs=np.zeros((rows, n), np.float32)
         if old_logprobs is None
         else np.asarray(old_logprobs, np.float32),
+        ref_logprobs=None if ref_logprobs is None else np.asarray(ref_logprobs, np.float32),
     )

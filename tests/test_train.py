@@ -160,3 +160,13 @@ def test_rlvr_raises_the_reward_of_a_warmed_up_model(tmp_path):
     first, last = np.mean(rewards[:4]), np.mean(rewards[-4:])
     print(f"RLVR mean reward: first 4 steps {first:.3f}, last 4 steps {last:.3f}")
     assert last > first + 0.1
+
+
+def test_kl_penalty_to_the_frozen_initial_policy(tmp_path):
+    args = ["--config.loss.beta=0.1", "--config.train.steps=3", "--config.train.eval_every=0",
+            "--config.reward.extra_term=reward_terms:length_bonus",
+            "--config.optim.learning_rate=3e-3"]  # fmt: skip
+    assert _train(tmp_path / "kl", *args) == 0
+    kl = [json.loads(x)["kl"] for x in (tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()]
+    assert abs(kl[0]) < 1e-6  # the first update starts from the reference itself
+    assert kl[-1] > 1e-4  # then the policy moves away and the k3 estimate sees it
