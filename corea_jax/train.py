@@ -142,6 +142,7 @@ class Trainer:
         self.reward, self.advantage, self.extra_reward = reward, advantage, extra_reward
         self.log = log or functools.partial(print, file=sys.stderr)
         self.eval_task = eval_task
+        self.config_json = "{}"  # set by `run` to the run's config (recorded in checkpoints)
         self.model_config = model.config
         self.graphdef, params = nnx.split(model)
         self.optimizer = make_optimizer(optim)
@@ -342,18 +343,39 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _meta(self, step: int) -> dict:
+        """What the checkpoint records beside the TrainState: the data position and the seeds
+        it follows from (the loop derives both from the step), and the run's config."""
+        return {
+            "step": step,
+            "data_position": step * self.loop.prompts_per_step,
+            "prompts_per_step": self.loop.prompts_per_step,
+            "seed": self.loop.seed,
+            "rollout_seed_base": self.loop.seed * 1_000_003,
+            "config": self.config_json,
+        }
+
     def restore(self) -> int:
         latest = self.checkpoints.latest_step()
         if latest is None:
             return 0
-        self.state = _restore(self.checkpoints, latest, self.state, self.state_shardings)
-        self.log(f"resumed from checkpoint at step {latest}")
+        self.state, meta = _restore(self.checkpoints, latest, self.state, self.state_shardings)
+        for key in ("prompts_per_step", "seed"):
+            if meta.get(key) != self._meta(latest)[key]:
+                raise CoreaError(
+                    f"{self.checkpoints.directory}: checkpoint {latest} was trained with "
+                    f"train.{key}={meta.get(key)}, this run has {self._meta(latest)[key]}; "
+                    "resuming would change the data order (use a new --workdir)"
+                )
+        self.log(
+            f"resumed from checkpoint at step {latest} (data position {meta['data_position']})"
+        )
         return latest
 
     def save(self, step: int, *, force: bool = False) -> None:
         if self.checkpoints.latest_step() == step:
             return
-        _save(self.checkpoints, step, self.state, force=force)
+        _save(self.checkpoints, step, self.state, self._meta(step), force=force)
 
     def train(self, steps: int, writer: MetricsWriter) -> TrainState:
         from tqdm import tqdm
@@ -460,19 +482,22 @@ def _checkpoint_manager(directory: Path, loop: LoopConfig):
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
-def _save(manager, step: int, state: TrainState, *, force: bool) -> None:
+def _save(manager, step: int, state: TrainState, meta: dict, *, force: bool) -> None:
     import orbax.checkpoint as ocp
 
-    manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    manager.save(step, args=args, force=force)
 
 
-def _restore(manager, step: int, like: TrainState, shardings) -> TrainState:
+def _restore(manager, step: int, like: TrainState, shardings) -> tuple[TrainState, dict]:
     import orbax.checkpoint as ocp
 
     abstract = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), like, shardings
     )
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    restored = manager.restore(step, args=args)
+    return restored["state"], dict(restored["meta"])
 
 
 # -- entry point -----------------------------------------------------------------------------
@@ -598,6 +623,7 @@ def run(config, workdir: str | Path) -> Path:
         extra_reward=load_user_function(r.extra_term) if r.extra_term else None,
         eval_task=build_task(config, tokenizer, "eval") if t.eval_every else None,
     )
+    trainer.config_json = config.to_json_best_effort()
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     try:
         resumed = trainer.restore()

@@ -93,9 +93,14 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path, capsys):
     common = ["--config.reward.extra_term=reward_terms:length_bonus", "--config.train.eval_every=0"]
     assert _train(workdir, *common, "--config.train.steps=2", "--config.mesh.shape=(1,8,1)") == 0
     assert _train(workdir, *common, "--config.train.steps=3", "--config.mesh.shape=(2,2,2)") == 0
-    assert "resumed from checkpoint at step 2" in capsys.readouterr().err
+    assert "resumed from checkpoint at step 2 (data position 4)" in capsys.readouterr().err
     steps = [json.loads(x)["step"] for x in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+    meta = json.loads((workdir / "checkpoints" / "3" / "meta" / "metadata").read_text())
+    assert meta["data_position"] == 6 and json.loads(meta["config"])["train"]["steps"] == 3
+    # A resume that would change the data order is refused, naming the key.
+    assert _train(workdir, *common, "--config.train.steps=4", "--config.train.seed=5") == 2
+    assert "train.seed=0, this run has 5" in capsys.readouterr().err
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
