@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from corea_jax import metrics as metrics_lib
+from corea_jax.atomic_files import write_atomic
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -87,10 +88,8 @@ def run(config, workdir: str | Path) -> Path:
     rows = [headline_row(preset, *summaries[preset]) for preset in policies]
     table = headline_table(rows, config.cascade.llm.simulated)
     report = workdir / "report.md"
-    report.write_text(
-        report_text(rows, table, config, time.time() - start, list(policies)), encoding="utf-8"
-    )
-    (workdir / "headline.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_atomic(report, report_text(rows, table, config, time.time() - start, list(policies)))
+    write_atomic(workdir / "headline.json", json.dumps(rows, indent=2) + "\n")
     print("\n" + table, flush=True)
     print(f"\nwrote {report}", file=sys.stderr)
     return report

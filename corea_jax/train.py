@@ -40,6 +40,7 @@ from jax.sharding import Mesh
 from corea_jax import advantages as adv_lib
 from corea_jax import grpo, rewards
 from corea_jax import metrics as metrics_lib
+from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
 from corea_jax.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
 from corea_jax.sampling import Sampler, bucket, make_method
@@ -465,9 +466,7 @@ def _trim_metrics(path: Path, step: int) -> None:
     kept = [
         line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step
     ]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -23,14 +23,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
 
 log = logging.getLogger(__name__)
@@ -121,19 +120,6 @@ def _model_fingerprint(model_dir: Path) -> str:
             stat = path.stat()
             parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_cache(path: Path) -> dict[str, dict]:

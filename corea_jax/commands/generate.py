@@ -14,9 +14,7 @@ Output: one JSON line per sample with `prompt_index`, `sample_index`, `text`, `t
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from corea_jax.errors import CoreaError
@@ -131,10 +129,8 @@ def run(args) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.output.parent, prefix=f".{args.output.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, args.output)
+        from corea_jax.atomic_files import write_atomic
+
+        write_atomic(args.output, text)
         print(f"wrote {len(out_lines)} samples to {args.output}", file=sys.stderr)
     return 0
