@@ -87,6 +87,14 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 8))  # each step logged once
 
+    # Stopping exactly at the end of epoch 1 (step 4) and resuming trains the remaining steps.
+    boundary = tmp_path / "boundary"
+    assert _train(boundary, *common, "--config.train.steps=4") == 0
+    assert _train(boundary, *common) == 0
+    resumed = _params(boundary / "export")
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
 
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path, capsys):
     workdir = tmp_path / "run"
