@@ -83,3 +83,24 @@ def named_sharding(
     mesh: Mesh, names: Sequence[str | None], shape: Sequence[int], rules: Rules = DEFAULT_RULES
 ) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(names, rules, mesh, shape))
+
+
+def put_global(x, sharding: NamedSharding) -> jax.Array:
+    """Host array (the same on every process) -> a global array on `sharding`.
+
+    Each process copies only the slices its own devices hold, so this works unchanged on one
+    host and on many (where `jax.device_put` of host data to a multi-process sharding does not).
+    """
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """A (possibly multi-process) global array -> its full value as NumPy, on every process."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.array(jax.device_get(x))
+    if x.sharding.is_fully_replicated:
+        return np.array(x.addressable_data(0))
+    from jax.experimental import multihost_utils
+
+    return np.array(multihost_utils.process_allgather(x, tiled=True))

@@ -44,7 +44,7 @@ from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
 from corea_jax.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
 from corea_jax.sampling import Sampler, bucket, make_method
-from corea_jax.sharding import DEFAULT_RULES, named_sharding
+from corea_jax.sharding import DEFAULT_RULES, named_sharding, put_global, to_host
 from corea_jax.train_step import (
     Batch,
     OptimConfig,
@@ -268,7 +268,7 @@ class Trainer:
         if self.ref_params is not None:
             n = batch.weights.shape[1]
             ref, _ = self._ref_logprobs(self.ref_params, batch.tokens, batch.valid, n)
-            batch = batch._replace(ref_logprobs=np.asarray(ref) * (batch.weights > 0))
+            batch = batch._replace(ref_logprobs=to_host(ref) * (batch.weights > 0))
         conf = parsed.confidence[parsed.format_ok]
         metrics = {
             "reward": float(jnp.mean(reward)),
@@ -384,7 +384,7 @@ class Trainer:
         peak = peak_flops_per_chip()
         num_params = self.model_config.num_params()
 
-        start = int(self.state.step)
+        start = int(to_host(self.state.step))
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(total=steps, initial=start, desc=f"train ({self.loop.mode})", file=sys.stderr,
                    disable=None, mininterval=5)  # fmt: skip
@@ -402,10 +402,10 @@ class Trainer:
                 rows, n = batch.weights.shape
                 batch_tokens = int(np.asarray(batch.valid).sum())  # host numpy, before placement
                 batch_sharding, step_fn = self._step_fn(rows, n)
-                batch = jax.device_put(batch, batch_sharding)
+                batch = jax.tree.map(put_global, batch, batch_sharding)
                 for _ in range(self.loop.num_iterations):
                     new_state, update_metrics = step_fn(self.state, batch)
-                    update_metrics = jax.device_get(update_metrics)
+                    update_metrics = jax.tree.map(to_host, update_metrics)
                     if not update_metrics["finite"]:
                         self.state = new_state  # unchanged params: the step kept the old ones
                         raise CoreaError(
@@ -567,12 +567,16 @@ def run(config, workdir: str | Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     if config.model.scratch.enabled:
         model_dir = workdir / "initial_model"
-        if not (model_dir / "config.json").exists():
+        if jax.process_index() == 0 and not (model_dir / "config.json").exists():
             build_scratch_model(
                 model_dir,
                 scratch_texts(config),
                 ScratchModel(**config.model.scratch.spec.to_dict()),
             )
+        if jax.process_count() > 1:  # the others wait until process 0 has written it
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("corea_jax.train: initial model")
     else:
         if not config.model.path:
             raise CoreaError("model.path: set a HF model directory (or model.scratch.enabled)")
@@ -623,7 +627,8 @@ def run(config, workdir: str | Path) -> Path:
         eval_task=build_task(config, tokenizer, "eval") if t.eval_every else None,
     )
     trainer.config_json = config.to_json_best_effort()
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:
+        write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
     try:
         resumed = trainer.restore()
         _trim_metrics(workdir / "metrics.jsonl", resumed)
@@ -632,9 +637,10 @@ def run(config, workdir: str | Path) -> Path:
             trainer.train(t.steps, writer)
         finally:
             writer.close()
-        if t.export and int(trainer.state.step) >= t.steps:
+        if t.export and int(to_host(trainer.state.step)) >= t.steps:
             out = trainer.export(workdir / "export", model_dir)
-            print(f"exported the policy to {out}", file=sys.stderr)
+            if jax.process_index() == 0:
+                print(f"exported the policy to {out}", file=sys.stderr)
     finally:
         trainer.close()
     return workdir

@@ -5,7 +5,7 @@
 Checkpoints (orbax, keep-last-N), `metrics.jsonl` and the exported HF model directory
 (`DIR/export`) go to --workdir; running again with the same --workdir resumes from the latest
 checkpoint. The reward preset, loss and optimizer options are keys of the config (see
-configs/common.py).
+configs/common.py). Multi-host: run the same command on every host (see corea_jax/distributed.py).
 """
 
 from pathlib import Path
@@ -17,12 +17,20 @@ TAKES_CONFIG = True
 
 def add_arguments(parser):
     parser.add_argument("--workdir", type=Path, required=True, help="run directory")
+    group = parser.add_argument_group(
+        "multi-process", "one process per host; TPU pods and SLURM jobs are detected by themselves"
+    )
+    group.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
+    group.add_argument("--num-processes", type=int, default=None)
+    group.add_argument("--process-id", type=int, default=None)
 
 
 def run(args) -> int:
     if args.config is None:
         raise CoreaError("train needs --config=configs/FILE.py")
+    from corea_jax import distributed
     from corea_jax.train import run as train_run
 
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     train_run(args.config, args.workdir)
     return 0

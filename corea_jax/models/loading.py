@@ -29,7 +29,7 @@ from corea_jax.models import params as param_table
 from corea_jax.models import safetensors_io
 from corea_jax.models.config import ModelConfig
 from corea_jax.models.transformer import CausalLM
-from corea_jax.sharding import DEFAULT_RULES, Rules, named_sharding
+from corea_jax.sharding import DEFAULT_RULES, Rules, named_sharding, to_host
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -175,7 +175,7 @@ def save_model(
     cfg: ModelConfig = model.config
     tensors: dict[str, np.ndarray] = {}
     for path, var in _flat_params(nnx.state(model, nnx.Param)):
-        array = _to_host(var[...])
+        array = to_host(var[...])
         if dtype is not None:
             array = array.astype(np.dtype(jnp.dtype(dtype)))
         tensors[param_table.hf_name(path)] = array.T if param_table.is_transposed(path) else array
@@ -238,14 +238,6 @@ def _plan_shards(tensors: dict[str, np.ndarray], max_bytes: int) -> list[dict[st
         shards[-1][key] = tensors[key]
         size += nbytes
     return shards
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
 
 
 def _flat_params(state: nnx.State):

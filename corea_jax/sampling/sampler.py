@@ -39,7 +39,7 @@ from jax.sharding import Mesh
 from corea_jax.errors import CoreaError
 from corea_jax.models.transformer import CausalLM, LayerCache, causal_mask, positions_from_mask
 from corea_jax.sampling.methods import Greedy
-from corea_jax.sharding import named_sharding
+from corea_jax.sharding import named_sharding, put_global, to_host
 
 FINISH_REASONS = ("length", "eos", "stop")
 GREEDY = Greedy()
@@ -232,7 +232,7 @@ class Sampler:
     def _check_memory(self, rows: int, slots: int) -> None:
         budget = self.memory_budget_bytes
         if budget is None:
-            stats = jax.devices()[0].memory_stats() or {}
+            stats = jax.local_devices()[0].memory_stats() or {}
             if "bytes_limit" not in stats:
                 return  # host memory: no reliable figure
             budget = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
@@ -276,7 +276,7 @@ class Sampler:
         tokens, valid = jnp.asarray(tokens), jnp.asarray(valid)
         if self.mesh is not None:
             batch = named_sharding(self.mesh, ("batch", None), tokens.shape)
-            tokens, valid = jax.device_put(tokens, batch), jax.device_put(valid, batch)
+            tokens, valid = put_global(tokens, batch), put_global(valid, batch)
         out = _generate(
             self.graphdef,
             self.state if params is None else params,
@@ -292,7 +292,7 @@ class Sampler:
             pad_id=self.pad_id,
             mesh=self.mesh,
         )
-        toks, lengths, lps, plps, finish = (np.array(x) for x in jax.device_get(out))
+        toks, lengths, lps, plps, finish = (to_host(x) for x in out)
         return SampleBatch(
             tokens=toks[:, :max_new_tokens],
             lengths=lengths,
