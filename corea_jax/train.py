@@ -564,6 +564,12 @@ def run(config, workdir: str | Path) -> Path:
     from corea_jax.sharding import make_mesh
 
     workdir = Path(workdir)
+    data = config.data
+    if data.source != "synthetic":  # fail before a large checkpoint is loaded
+        if not data.path:
+            raise CoreaError(f"data.path: needed for data.source={data.source!r}")
+        if not Path(data.path).exists():
+            raise CoreaError(f"data.path: {data.path}: no such file or directory")
     workdir.mkdir(parents=True, exist_ok=True)
     if config.model.scratch.enabled:
         model_dir = workdir / "initial_model"

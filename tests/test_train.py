@@ -183,3 +183,11 @@ def test_kl_penalty_to_the_frozen_initial_policy(tmp_path):
     kl = [json.loads(x)["kl"] for x in (tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()]
     assert abs(kl[0]) < 1e-6  # the first update starts from the reference itself
     assert kl[-1] > 1e-4  # then the policy moves away and the k3 estimate sees it
+
+
+def test_missing_data_path_fails_before_any_model_work(tmp_path, capsys):
+    rc = _train(tmp_path / "w", "--config.data.source=gsm8k", f"--config.data.path={tmp_path}/no")
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"corea-jax: error: data.path: {tmp_path}/no: no such file or directory"
+    assert not (tmp_path / "w").exists()
