@@ -41,7 +41,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corea_jax.atomic_files import atomic_path, replace_dir
 from corea_jax.cascade.slm_answers import (
     QuestionSource,
     SLMAnswerer,
@@ -190,7 +190,7 @@ def evaluate(config, workdir) -> dict:
         name: (_confidences(rows), np.array([r["correct"] for r in rows], bool))
         for name, rows in slm.items()
     }
-    with _atomic_path(out_dir / "reliability.png") as tmp:
+    with atomic_path(out_dir / "reliability.png") as tmp:
         plot_reliability(series, tmp, n_bins=config.report.bins, invalid_confidence=invalid)
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_atomic(out_dir / "metrics.csv", _csv(csv_rows, ["dataset", "n", "pass@1", "format_rate",
@@ -546,7 +546,7 @@ def run(config, workdir) -> dict:
                 "",
             ]
             summary["groups"][group] = entry
-        _replace_dir(report_tmp, workdir / "report")
+        replace_dir(report_tmp, workdir / "report")
     finally:
         shutil.rmtree(report_tmp, ignore_errors=True)
 
@@ -570,29 +570,6 @@ _SLM_KEYS = ("answer", "correct", "format_ok", "prompt_tokens", "completion_toke
              "finish_reason", "text")  # fmt: skip
 _LLM_KEYS = ("answer", "correct", "prompt_tokens", "completion_tokens", "usage_source", "error",
              "text")  # fmt: skip
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _csv(rows, fields) -> str:

@@ -37,7 +37,13 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from corea_jax.errors import CoreaError
-from corea_jax.models.transformer import CausalLM, LayerCache, causal_mask, positions_from_mask
+from corea_jax.models.transformer import (
+    CausalLM,
+    LayerCache,
+    causal_mask,
+    init_cache,
+    positions_from_mask,
+)
 from corea_jax.sampling.methods import Greedy
 from corea_jax.sharding import named_sharding, put_global, to_host
 
@@ -87,8 +93,6 @@ def bucket(length: int, min_bucket: int = 16) -> int:
 
 def prefill(model: CausalLM, tokens: jax.Array, valid: jax.Array, cache_len: int, cache_dtype):
     """tokens, valid [B, P] -> (last-token logits [B, V], cache with S = cache_len)."""
-    from corea_jax.models.transformer import init_cache
-
     b, p = tokens.shape
     mask = jnp.pad(causal_mask(valid), ((0, 0), (0, 0), (0, cache_len - p)))  # [B, P, S]
     cache = init_cache(model.config, b, cache_len, cache_dtype)
