@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(module, "TAKES_CONFIG", False):
             from corea_jax.config_flags import load_config
 
+            default = getattr(module, "DEFAULT_CONFIG", None)
+            if args.config is None and default is not None and default.exists():
+                args.config = str(default)  # e.g. the demo: overrides apply to its default
             if args.config is None and overrides:
                 raise UserError("--config.KEY=VALUE overrides need --config=FILE.py")
             args.config = load_config(args.config, overrides) if args.config is not None else None

@@ -29,6 +29,7 @@ import numpy as np
 
 from corea_jax import metrics as metrics_lib
 from corea_jax.atomic_files import write_atomic
+from corea_jax.errors import CoreaError
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -44,7 +45,89 @@ def _trained(run_dir: Path, steps: int) -> bool:
     return bool(lines) and json.loads(lines[-1])["step"] >= steps
 
 
-def run(config, workdir: str | Path) -> Path:
+BUNDLED_WARMUP = Path(__file__).resolve().parent / "assets" / "demo_warmup"
+
+
+def warmup_settings(config) -> dict:
+    """Everything that decides the warm-up model; recorded beside it as `warmup.json`."""
+    t = config.train
+    return json.loads(
+        json.dumps(
+            {
+                "model": t.model.scratch.spec.to_dict(),
+                "dtype": t.model.dtype,
+                "synthetic": t.data.synthetic.to_dict(),
+                "seed": t.train.seed,
+                "sft_confidence": t.train.sft_confidence,
+                "random_confidence": config.warmup_random_confidence,
+                "steps": config.warmup_steps,
+                "batch": config.warmup_batch,
+                "learning_rate": config.warmup_learning_rate,
+                "lr_warmup_steps": config.warmup_lr_warmup_steps,
+                "schedule": config.warmup_schedule,
+                "train_size": config.warmup_train_size,
+            }
+        )
+    )
+
+
+def _bundled_warm_start(config) -> Path | None:
+    """The warm start to reuse instead of training one, or None (with the reason printed)."""
+    if not config.warmup_model:
+        return None
+    if config.warmup_model != "bundled":
+        path = Path(config.warmup_model)
+        if not (path / "config.json").exists():
+            raise CoreaError(f"warmup_model: {path}: no config.json (not a HF model directory)")
+        return path
+    record = BUNDLED_WARMUP / "warmup.json"
+    if not record.exists():
+        print(f"demo: no bundled warm start at {BUNDLED_WARMUP}; training one", file=sys.stderr)
+        return None
+    made_with = json.loads(record.read_text())
+    wanted = warmup_settings(config)
+    differs = sorted(k for k in set(made_with) | set(wanted) if made_with.get(k) != wanted.get(k))
+    if differs:
+        print(
+            f"demo: the bundled warm start was made with other settings ({', '.join(differs)});"
+            " training one from scratch",
+            file=sys.stderr,
+        )
+        return None
+    return BUNDLED_WARMUP
+
+
+def warm_start(config, workdir: Path) -> Path:
+    """Stage 1: the SFT warm start's model directory (bundled, given, reused or trained)."""
+    from corea_jax.train import run as train_run
+
+    reuse = _bundled_warm_start(config)
+    if reuse is not None:
+        _stage(f"1/4 supervised warm-up: using {reuse}", True)
+        return reuse
+    warm = workdir / "warmup"
+    sft = copy.deepcopy(config.train)
+    sft.train.mode = "sft"
+    sft.train.steps = config.warmup_steps
+    sft.train.prompts_per_step = config.warmup_batch
+    sft.train.sft_random_confidence = config.warmup_random_confidence
+    sft.train.eval_every = 0
+    sft.train.checkpoint_every = max(1, config.warmup_steps // 4)
+    sft.data.train_size = config.warmup_train_size
+    sft.optim.learning_rate = config.warmup_learning_rate
+    sft.optim.schedule = config.warmup_schedule
+    sft.optim.warmup_steps = config.warmup_lr_warmup_steps
+    if not _stage(
+        "1/4 supervised warm-up (over-confident traces)", _trained(warm, sft.train.steps)
+    ):
+        train_run(sft, warm)
+        write_atomic(
+            warm / "export" / "warmup.json", json.dumps(warmup_settings(config), indent=2) + "\n"
+        )
+    return warm / "export"
+
+
+def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
     from corea_jax.cascade import pipeline
     from corea_jax.train import run as train_run
 
@@ -52,24 +135,17 @@ def run(config, workdir: str | Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
-    warm = workdir / "warmup"
-    sft = copy.deepcopy(config.train)
-    sft.train.mode = "sft"
-    sft.train.steps = config.warmup_steps
-    sft.train.prompts_per_step = config.warmup_batch
-    sft.optim.learning_rate = config.warmup_learning_rate
-    sft.train.eval_every = 0
-    if not _stage(
-        "1/4 supervised warm-up (over-confident traces)", _trained(warm, sft.train.steps)
-    ):
-        train_run(sft, warm)
+    warm_dir = warm_start(config, workdir)
+    if warmup_only:
+        print(f"warm start: {warm_dir}", flush=True)
+        return warm_dir
 
     policies = {}
     for i, preset in enumerate(config.policies):
         run_dir = workdir / "policies" / preset
         rl = copy.deepcopy(config.train)
         rl.model.scratch.enabled = False
-        rl.model.path = str(warm / "export")
+        rl.model.path = str(warm_dir)
         rl.reward.preset = preset
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"2/4 GRPO policy {i + 1}/{len(config.policies)}: {preset}", done):

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -107,10 +108,16 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> np.ndarray:
 
 
 def load_user_function(spec: str) -> Callable:
-    """`package.module:function` -> the function (user reward terms, without editing us)."""
+    """`package.module:function` -> the function (user reward terms, without editing us).
+
+    The working directory is put on `sys.path` first, so a module next to where the command
+    runs imports under the console script too (which, unlike `python -m`, does not add it).
+    """
     module, _, name = spec.partition(":")
     if not module or not name:
         raise CoreaError(f"reward.extra_term {spec!r}: expected 'module:function'")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
@@ -251,8 +258,14 @@ class Trainer:
                 correct=jnp.asarray(correct), confidence=jnp.asarray(parsed.confidence),
                 format_ok=jnp.asarray(parsed.format_ok), texts=texts,
             )  # fmt: skip
-            reward = reward + jnp.asarray(extra, jnp.float32).reshape(b, g)
-            parts["extra"] = jnp.asarray(extra, jnp.float32).reshape(b, g)
+            extra = jnp.asarray(extra, jnp.float32)
+            if extra.size != b * g:
+                raise CoreaError(
+                    f"reward.extra_term {self.extra_reward.__name__}: returned shape "
+                    f"{extra.shape}, expected [{b}, {g}] (prompts x group)"
+                )
+            reward = reward + extra.reshape(b, g)
+            parts["extra"] = extra.reshape(b, g)
         adv, adv_stats = adv_lib.group_advantages(reward, self.advantage)
         batch = make_batch(
             prompts,
@@ -302,7 +315,8 @@ class Trainer:
             + ([eos] if eos is not None else [])
             for i in idx
         ]
-        n = bucket(max(len(t) for t in targets))
+        n = -(-max(len(t) for t in targets) // 16) * 16  # finer than powers of two: SFT
+        # batches are full of long traces, and a few shapes compile once each
         completions = np.full((len(idx), n), self.pad_id, np.int32)
         for r, t in enumerate(targets):
             completions[r, : len(t)] = t
@@ -522,7 +536,13 @@ def build_task(config, tokenizer, split: str = "train") -> Task:
         )
         templates = synthetic.SYNTHETIC_PROMPTS
         references = [
-            synthetic.reference_completion(r, config.train.sft_confidence) for r in records
+            synthetic.reference_completion(
+                r,
+                synthetic.warmup_confidence(
+                    r, config.train.sft_confidence, config.train.sft_random_confidence
+                ),
+            )
+            for r in records
         ]
     else:
         from corea_jax.data import deepmath_split, read_dataset

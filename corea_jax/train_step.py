@@ -73,6 +73,11 @@ class OptimConfig:
     def __post_init__(self):
         if self.schedule not in ("constant", "cosine"):
             raise CoreaError(f"optim.schedule {self.schedule!r}: expected constant or cosine")
+        if self.schedule == "cosine" and self.warmup_steps >= self.total_steps:
+            raise CoreaError(
+                f"optim.warmup_steps={self.warmup_steps}: the cosine schedule needs fewer warm-up"
+                f" steps than train.steps={self.total_steps}"
+            )
 
 
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:

@@ -12,6 +12,7 @@ from corea_jax.data import (
     make_split,
     problem_of,
     reference_completion,
+    warmup_confidence,
 )
 
 HEAD = re.compile(r"^\[steps (\d), digits (\d)\] ")
@@ -175,3 +176,17 @@ def test_reference_completions_parse_with_the_project_parser():
         parsed = parsing.parse_completion(reference_completion(record, 0.85))
         assert parsed.format_ok, parsed.reason
         assert parsed.answer == record.answer and parsed.confidence == pytest.approx(0.85)
+
+
+def test_warmup_confidence_is_high_except_a_fixed_random_share():
+    records = make_split(SyntheticTask(), "train", 3000)
+    assert {warmup_confidence(r, 0.9) for r in records} == {0.9}
+    mixed = [warmup_confidence(r, 0.9, 0.2) for r in records]
+    assert mixed == [warmup_confidence(r, 0.9, 0.2) for r in records]  # fixed per question
+    off = [c for c in mixed if c != 0.9]
+    assert 0.15 < len(off) / len(mixed) < 0.2  # 0.2 minus the random draws that give 0.9
+    assert set(off) == {x / 10 for x in range(11)} - {0.9}
+    everything = {warmup_confidence(r, 0.9, 1.0) for r in records}
+    assert everything == {x / 10 for x in range(11)}
+    with pytest.raises(DataError, match="sft_random_confidence must be in"):
+        warmup_confidence(records[0], 0.9, 1.5)

@@ -3,7 +3,11 @@
 import json
 from pathlib import Path
 
-from corea_jax import cli
+import pytest
+
+from corea_jax import cli, demo
+from corea_jax.config_flags import load_config
+from corea_jax.errors import CoreaError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -12,7 +16,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     args = [
         "demo", f"--workdir={tmp_path}", f"--config={REPO}/configs/demo.py:quick",
         "--config.policies=('rlvr','corea')", "--config.warmup_steps=4",
-        "--config.warmup_batch=8", "--config.train.train.steps=2",
+        "--config.warmup_batch=8", "--config.warmup_lr_warmup_steps=1",
+        "--config.warmup_train_size=200", "--config.train.train.steps=2",
         "--config.train.train.checkpoint_every=2", "--config.cascade.datasets.synthetic.limit=24",
     ]  # fmt: skip
     assert cli.main(args) == 0
@@ -33,3 +38,32 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     out = capsys.readouterr()
     assert out.err.count("(done, reused)") == 3  # warm-up and both policies
     assert "LLM calls this run: 0" in out.err + out.out
+
+
+def test_bundled_warm_start_is_used_only_with_the_settings_that_made_it(tmp_path, capsys):
+    config = load_config(f"{REPO}/configs/demo.py")
+    assert demo._bundled_warm_start(config) == demo.BUNDLED_WARMUP  # the default config's
+    config.warmup_steps += 1
+    assert demo._bundled_warm_start(config) is None
+    assert "made with other settings (steps)" in capsys.readouterr().err
+    config.warmup_model = ""
+    assert demo._bundled_warm_start(config) is None
+    config.warmup_model = str(tmp_path)
+    with pytest.raises(CoreaError, match="warmup_model: .*no config.json"):
+        demo._bundled_warm_start(config)
+
+
+def test_bundled_warm_start_is_a_model_directory_with_a_digit_splitting_tokenizer():
+    from corea_jax.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(demo.BUNDLED_WARMUP)
+    pieces = [tokenizer.decode([i]) for i in tokenizer("12 + 345")["input_ids"]]
+    assert [p for p in pieces if p.strip().isdigit()] == list("12345")
+    model = load_model(demo.BUNDLED_WARMUP)
+    assert model.config.hidden_size == 128 and model.config.num_layers == 2
+
+
+def test_demo_overrides_apply_to_the_default_config(tmp_path, capsys):
+    args = ["demo", f"--workdir={tmp_path}", "--warmup-only", f"--config.warmup_model={tmp_path}"]
+    assert cli.main(args) == 2
+    assert "warmup_model:" in capsys.readouterr().err

@@ -164,3 +164,18 @@ def test_bad_configs_are_user_errors():
             jnp.ones((2, 1), bool),
             reward_config("corea", target="group_loo"),
         )
+
+
+def test_readme_extra_term_example_is_a_pure_jittable_group_kernel():
+    from reward_terms import overconfidence_penalty
+
+    correct = jnp.array([[1, 0, 0], [0, 1, 0]])
+    confidence = jnp.array([[0.95, 0.95, 0.5], [1.0, 0.2, 0.99]])
+    format_ok = jnp.array([[True, True, True], [True, True, False]])
+    texts = [""] * 6
+    want = np.array([[0, -0.5, 0], [-0.5, 0, 0]], np.float32)
+    np.testing.assert_array_equal(
+        overconfidence_penalty(correct, confidence, format_ok, texts), want
+    )
+    jitted = jax.jit(lambda c, q, f: overconfidence_penalty(c, q, f, None))
+    np.testing.assert_array_equal(jitted(correct, confidence, format_ok), want)

@@ -152,6 +152,9 @@ def test_user_reward_term_and_bad_spec(tmp_path, capsys):
     assert line["reward/extra"] > 0
     assert _train(tmp_path / "bad", "--config.reward.extra_term=nope") == 2
     assert "reward.extra_term 'nope'" in capsys.readouterr().err
+    assert _train(tmp_path / "shape", "--config.train.steps=1",
+                  "--config.reward.extra_term=reward_terms:wrong_shape") == 2  # fmt: skip
+    assert "reward.extra_term wrong_shape: returned shape" in capsys.readouterr().err
 
 
 @pytest.mark.slow

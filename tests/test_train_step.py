@@ -361,3 +361,5 @@ def test_optimizer_schedules():
     np.testing.assert_allclose(cosine, [0, 0.05, *decay], rtol=1e-4, atol=1e-7)
     with pytest.raises(CoreaError, match="optim.schedule 'linear'"):
         OptimConfig(schedule="linear")
+    with pytest.raises(CoreaError, match="optim.warmup_steps=6: the cosine schedule"):
+        OptimConfig(warmup_steps=6, schedule="cosine", total_steps=6)

@@ -15,6 +15,12 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.py"
 
 def add_arguments(parser):
     parser.add_argument("--workdir", type=Path, default=Path("workdirs/demo"))
+    parser.add_argument(
+        "--warmup-only",
+        action="store_true",
+        help="stop after the SFT warm-up and print its model directory (with "
+        "--config.warmup_model='' this regenerates the bundled warm start)",
+    )
 
 
 def run(args) -> int:
@@ -27,5 +33,5 @@ def run(args) -> int:
         if not DEFAULT_CONFIG.exists():
             raise CoreaError(f"{DEFAULT_CONFIG}: demo config not found; pass --config=FILE.py")
         config = load_config(str(DEFAULT_CONFIG))
-    demo_run(config, args.workdir)
+    demo_run(config, args.workdir, warmup_only=args.warmup_only)
     return 0

@@ -5,7 +5,7 @@
   readers.py        read_dataset(name, source) for the eight benchmarks, DATASETS
   splits.py         deepmath_split: the seeded DeepMath16K / DeepMath500 stand-in
   prompts.py        PromptTemplates, render_prompt / encode_prompt via the chat template
-  synthetic.py      SyntheticTask, make_split, reference_completion
+  synthetic.py      SyntheticTask, make_split, reference_completion, warmup_confidence
   tfds_builders.py  the CoreaData TFDS builder (array_record, no TensorFlow), record_source
   pipeline.py       record_batches: grain shuffling / batching with resumable state
 
@@ -44,6 +44,7 @@ from corea_jax.data.synthetic import (
     make_split,
     problem_of,
     reference_completion,
+    warmup_confidence,
 )
 
 _LAZY = {
@@ -91,6 +92,7 @@ __all__ = [
     "question_key",
     "read_dataset",
     "reference_completion",
+    "warmup_confidence",
     "render_prompt",
     *_LAZY,
 ]

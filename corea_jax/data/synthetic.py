@@ -273,6 +273,26 @@ def format_confidence(confidence: float, decimals: int = 2) -> str:
     return f"{confidence:.{decimals}f}"
 
 
+def warmup_confidence(record: Record, high: float, random_share: float = 0.0) -> float:
+    """The confidence a supervised warm-up trace of `record` states.
+
+    `high` on all but a `random_share` of the records; those (picked by a hash of the question,
+    so the choice is fixed across epochs and runs) state a value drawn uniformly from
+    {0.0, 0.1, ..., 1.0} by the same hash. Either way the value says nothing about whether the
+    answer is right. With `random_share=0` the warm model states one value and GRPO has no
+    confidence variation within a group to learn from (every sample of a group gets the same
+    calibration term), so the demo keeps a small share of random values for exploration
+    [open: the paper starts from instruct models that already state varied confidences].
+    """
+    if not 0.0 <= random_share <= 1.0:
+        raise DataError(f"sft_random_confidence must be in [0, 1], got {random_share}")
+    digest = hashlib.sha256(f"warmup-confidence|{record.question}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    if draw >= random_share:
+        return high
+    return digest[8] % 11 / 10
+
+
 def reference_completion(record: Record, confidence: float, decimals: int = 2) -> str:
     """The supervised warm-up target for a synthetic record, stating `confidence` (in [0, 1])."""
     problem = problem_of(record)

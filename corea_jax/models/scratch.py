@@ -40,15 +40,26 @@ class ScratchModel:
     num_kv_heads: int = 2
     vocab_size: int = 512  # BPE target size (the tokenizer may stop short of it)
     seed: int = 0
+    # Numbers are split into single digits before BPE, as Qwen2's and Llama 3's pre-tokenizers
+    # do: BPE merges of frequent numbers ("34", "127") would make every sum a table lookup the
+    # tiny model cannot learn. False merges digits like any other bytes.
+    split_digits: bool = True
 
 
-def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 512):
+def train_tokenizer(
+    texts: Iterable[str], out_dir: Path, vocab_size: int = 512, split_digits: bool = True
+):
     """Trains a byte-level BPE tokenizer on `texts` and saves it (HF layout) to `out_dir`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if split_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -71,7 +82,7 @@ def build_scratch_model(out_dir: str | Path, texts: Iterable[str], spec: Scratch
     """Writes tokenizer + random Qwen2-architecture weights + config.json to `out_dir`."""
     out_dir = Path(out_dir)
     tok_dir = out_dir.with_name(out_dir.name + ".tokenizer")
-    tokenizer = train_tokenizer(texts, tok_dir, spec.vocab_size)
+    tokenizer = train_tokenizer(texts, tok_dir, spec.vocab_size, spec.split_digits)
     cfg = ModelConfig(
         family="qwen2",
         vocab_size=len(tokenizer),
