@@ -16,7 +16,8 @@ def base_config() -> ml_collections.ConfigDict:
         scratch=dict(
             enabled=False,
             spec=dict(hidden_size=128, intermediate_size=384, num_layers=2, num_heads=4,
-                      num_kv_heads=2, vocab_size=512, split_digits=True, seed=0),
+                      num_kv_heads=2, vocab_size=512, split_digits=True, family="qwen2",
+                      seed=0),
         ),
     )  # fmt: skip
     c.data = dict(
@@ -42,8 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     )  # fmt: skip
     c.train = dict(
         steps=500, prompts_per_step=32, num_iterations=1, micro_batches=8, seed=0,
-        mode="grpo", sft_confidence=0.9, sft_random_confidence=0.0, checkpoint_every=25, keep_checkpoints=3,
-        grading_workers=8, export=True, tensorboard=True,
+        mode="grpo", sft_confidence=0.9, sft_random_confidence=0.0, checkpoint_every=25,
+        keep_checkpoints=3, grading_workers=8, export=True, tensorboard=True,
         eval_every=50, eval_size=500, eval_max_new_tokens=2048,
     )  # fmt: skip
     c.mesh = dict(shape=(1, -1, 1))  # ('data', 'fsdp', 'tensor'); -1 takes the remaining devices

@@ -45,7 +45,8 @@ def eval_config(datasets) -> ml_collections.ConfigDict:
         scratch=dict(  # a random from-scratch model (smoke runs only)
             enabled=False,
             spec=dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                      num_kv_heads=1, vocab_size=512, split_digits=True, seed=0),
+                      num_kv_heads=1, vocab_size=512, split_digits=True, family="qwen2",
+                      seed=0),
         ),
     )  # fmt: skip
     c.output_format = "tags"  # corea_jax.parsing.FORMATS; choice questions read a letter

@@ -11,10 +11,8 @@ Qwen-specific. `,smoke` after any ARG runs the same training code path on a CPU:
 
     corea-jax train --config=configs/rlcc_llama8b.py:corea,smoke --workdir=/tmp/rlcc_smoke
 
-The smoke model is a from-scratch Qwen2-architecture model (ChatML template, q/k/v biases): the
-scratch builder (corea_jax/models/scratch.py) makes no Llama-architecture model yet, so the
-smoke run does not exercise the Llama family (its parity with transformers is tested in
-tests/test_models.py).
+The smoke model is a tiny from-scratch model of the Llama family (no biases, untied head, rope
+theta 500000, Llama 3's header/<|eot_id|> chat template; corea_jax/models/scratch.py).
 """
 
 import os
@@ -28,4 +26,7 @@ from rlcc_common import PRESETS, parse_arg, rlcc_config, smoke  # noqa: E402
 def get_config(arg=None):
     preset, is_smoke = parse_arg(arg, PRESETS, default="corea")
     c = rlcc_config("meta-llama/Llama-3.1-8B-Instruct", preset)
-    return smoke(c) if is_smoke else c
+    if is_smoke:
+        c = smoke(c)
+        c.model.scratch.spec.family = "llama"
+    return c

@@ -20,6 +20,7 @@ real endpoint replaces the simulated LLM with no code change.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -30,6 +31,7 @@ import numpy as np
 from corea_jax import metrics as metrics_lib
 from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
+from corea_jax.models.scratch import ScratchModel
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -54,7 +56,9 @@ def warmup_settings(config) -> dict:
     return json.loads(
         json.dumps(
             {
-                "model": t.model.scratch.spec.to_dict(),
+                # every field of the spec, defaults included, so a field added later with
+                # its old behaviour as the default does not invalidate the bundled model
+                "model": dataclasses.asdict(ScratchModel(**t.model.scratch.spec.to_dict())),
                 "dtype": t.model.dtype,
                 "synthetic": t.data.synthetic.to_dict(),
                 "seed": t.train.seed,

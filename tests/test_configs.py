@@ -136,6 +136,28 @@ def test_smoke_variant_trains_end_to_end(tmp_path, capsys):
     assert '"corea_kl"' in (workdir / "config.json").read_text()
 
 
+def test_llama_smoke_trains_a_tiny_llama_family_model(tmp_path):
+    """The Llama config's smoke run uses a from-scratch model of its own family."""
+    import json
+
+    c = load_config(_spec("rlcc_llama8b.py", "rlvr,smoke"))
+    assert c.model.scratch.spec.family == "llama"
+    assert load_config(_spec("rlcc_qwen7b.py", "smoke")).model.scratch.spec.family == "qwen2"
+    workdir = tmp_path / "run"
+    spec = _spec("rlcc_llama8b.py", "rlvr,smoke")
+    assert cli.main(["train", f"--config={spec}", f"--workdir={workdir}",
+                     "--config.train.steps=1"]) == 0  # fmt: skip
+    hf = json.loads((workdir / "export" / "config.json").read_text())
+    assert hf["architectures"] == ["LlamaForCausalLM"] and hf["tie_word_embeddings"] is False
+    from corea_jax.models import load_tokenizer, render_chat
+
+    text = render_chat(load_tokenizer(workdir / "export"), [{"role": "user", "content": "2+2"}])
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n2+2<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
 def _model_presets():
     from corea_jax.models import PRESETS
 
