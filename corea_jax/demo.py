@@ -256,7 +256,7 @@ def report_text(rows, table, config, seconds, presets) -> str:
                 f"- COREA's ECE is {100 * drop:.0f}% lower than RLVR's (target: >= 30%): "
                 f"{'met' if drop >= 0.30 else 'NOT met'}."
             )
-        gap = 100 * abs(c["slm_pass@1"] - r["slm_pass@1"])
+        gap = round(100 * abs(c["slm_pass@1"] - r["slm_pass@1"]), 6)  # no float noise at 2.0
         checks.append(
             f"- COREA's SLM pass@1 is within {gap:.1f} points of RLVR's (target: <= 2): "
             f"{'met' if gap <= 2 else 'NOT met'}."
@@ -264,7 +264,9 @@ def report_text(rows, table, config, seconds, presets) -> str:
     for p in presets:
         x = by[p]
         if x["cascade_cost_vs_llm"] is not None:
-            ok = x["cascade_cost_vs_llm"] <= -0.20 and x["pass_drop_points"] <= 2
+            ok = (
+                round(x["cascade_cost_vs_llm"], 6) <= -0.20 and round(x["pass_drop_points"], 6) <= 2
+            )
             checks.append(
                 f"- {p} cascade at tau = LLM pass@1: cost {100 * x['cascade_cost_vs_llm']:+.1f}% "
                 f"vs LLM-only, pass@1 drop {x['pass_drop_points']:.1f} points (target: <= -20% "
