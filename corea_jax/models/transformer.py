@@ -104,12 +104,17 @@ class Attention(nnx.Module):
             key = jax.lax.dynamic_update_slice(cache.k, key.astype(cache.k.dtype), start)
             value = jax.lax.dynamic_update_slice(cache.v, value.astype(cache.v.dtype), start)
             cache = LayerCache(key, value)
-        q = q.reshape(b, t, k, n // k, h).transpose(0, 2, 3, 1, 4)  # [B, K, R, T, H]
-        scores = jnp.einsum("bkrth,bksh->bkrts", q, key, preferred_element_type=jnp.float32)
-        scores = scores * (h**-0.5)
+        # The R = N / K query heads of a KV head and the T positions share one axis, so both
+        # products are plain batched matmuls over (B, K): K/V are never repeated R times (XLA
+        # on CPU materialised that repeat, [B, K, S, R, H] per layer per decode step).
+        r = n // k
+        q = q.reshape(b, t, k, r, h).transpose(0, 2, 3, 1, 4).reshape(b, k, r * t, h)
+        scores = jnp.einsum("bkqh,bksh->bkqs", q, key, preferred_element_type=jnp.float32)
+        scores = scores.reshape(b, k, r, t, -1) * (h**-0.5)  # [B, K, R, T, S]
         scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
-        out = jnp.einsum("bkrts,bksh->btkrh", probs, value).reshape(b, t, n * h)
+        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype).reshape(b, k, r * t, -1)
+        out = jnp.einsum("bkqs,bksh->bkqh", probs, value).reshape(b, k, r, t, h)
+        out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, n * h)  # heads in (K, R) order
         return self.o_proj(out), cache
 
 
