@@ -56,7 +56,7 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from corea_jax.models.scratch import SPECIAL_TOKENS, train_tokenizer
+    from corea_jax.models.scratch import train_tokenizer
     from corea_jax.train import scratch_texts
 
     tokenizer = train_tokenizer(scratch_texts(synthetic_config()), out, vocab_size=512)
@@ -67,8 +67,8 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
         vocab_size=vocab, hidden_size=hidden, intermediate_size=3 * hidden,
         num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=2,
         max_position_embeddings=1024, tie_word_embeddings=True, rope_theta=10_000.0,
-        eos_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[2]),
-        pad_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]), bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
     )  # fmt: skip
     Qwen2ForCausalLM(cfg).save_pretrained(out)
 

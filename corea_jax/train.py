@@ -259,7 +259,7 @@ class Trainer:
                 format_ok=jnp.asarray(parsed.format_ok), texts=texts,
             )  # fmt: skip
             extra = jnp.asarray(extra, jnp.float32)
-            if extra.size != b * g:
+            if extra.shape not in ((b, g), (b * g,)):  # a [G, B] array must not slip through
                 raise CoreaError(
                     f"reward.extra_term {self.extra_reward.__name__}: returned shape "
                     f"{extra.shape}, expected [{b}, {g}] (prompts x group)"
@@ -315,8 +315,9 @@ class Trainer:
             + ([eos] if eos is not None else [])
             for i in idx
         ]
-        n = -(-max(len(t) for t in targets) // 16) * 16  # finer than powers of two: SFT
-        # batches are full of long traces, and a few shapes compile once each
+        # Multiples of 16, finer than the sampler's powers of two: SFT batches are full of long
+        # traces, and the few shapes this gives compile once each.
+        n = -(-max(len(t) for t in targets) // 16) * 16
         completions = np.full((len(idx), n), self.pad_id, np.int32)
         for r, t in enumerate(targets):
             completions[r, : len(t)] = t

@@ -24,14 +24,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from corea_jax.config_flags import load_config
     from corea_jax.demo import run as demo_run
     from corea_jax.errors import CoreaError
 
-    config = args.config
-    if config is None:
-        if not DEFAULT_CONFIG.exists():
-            raise CoreaError(f"{DEFAULT_CONFIG}: demo config not found; pass --config=FILE.py")
-        config = load_config(str(DEFAULT_CONFIG))
-    demo_run(config, args.workdir, warmup_only=args.warmup_only)
+    if args.config is None:  # the CLI loads DEFAULT_CONFIG whenever it exists
+        raise CoreaError(f"{DEFAULT_CONFIG}: demo config not found; pass --config=FILE.py")
+    demo_run(args.config, args.workdir, warmup_only=args.warmup_only)
     return 0

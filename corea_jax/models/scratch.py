@@ -2,8 +2,8 @@
 
 For offline work (tests, the smoke config, the demo) where no pretrained weights can be
 downloaded: a byte-level BPE tokenizer is trained with the `tokenizers` library on the task's own
-text, given a ChatML chat template (Qwen2.5's format), and saved beside a randomly initialised
-Qwen2-architecture model. The result loads with `load_model` / `load_tokenizer` and with
+text, given its family's chat template, and saved beside a randomly initialised model of that
+family. The result loads with `load_model` / `load_tokenizer` and with
 transformers, like any downloaded checkpoint.
 
 Two families: "qwen2" (q/k/v biases, tied embeddings, ChatML; special tokens in id order
@@ -106,7 +106,7 @@ def train_tokenizer(
 
 
 def build_scratch_model(out_dir: str | Path, texts: Iterable[str], spec: ScratchModel) -> Path:
-    """Writes tokenizer + random Qwen2-architecture weights + config.json to `out_dir`."""
+    """Writes tokenizer + random weights of `spec.family` + config.json to `out_dir`."""
     out_dir = Path(out_dir)
     tok_dir = out_dir.with_name(out_dir.name + ".tokenizer")
     tokenizer = train_tokenizer(texts, tok_dir, spec.vocab_size, spec.split_digits, spec.family)
