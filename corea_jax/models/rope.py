@@ -9,11 +9,17 @@ cache) give exactly the angles of an unpadded sequence.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from corea_jax.models.config import RopeScaling
+
+
+class RopeTables(NamedTuple):
+    cos: jnp.ndarray  # [B, T, 1, H]
+    sin: jnp.ndarray  # [B, T, 1, H]
 
 
 def inverse_frequencies(
@@ -41,11 +47,19 @@ def inverse_frequencies(
     return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
-def apply_rope(x: jnp.ndarray, positions: jnp.ndarray, inv_freq: np.ndarray) -> jnp.ndarray:
-    """Rotates x [B, T, N, H] by angles positions [B, T] x inv_freq [H/2]; returns x's dtype."""
+def rope_tables(positions: jnp.ndarray, inv_freq: np.ndarray, dtype) -> RopeTables:
+    """cos, sin [B, T, 1, H] in `dtype` for angles positions [B, T] x inv_freq [H/2].
+
+    Built once per forward and shared by every layer: XLA does not merge the per-layer copies,
+    and sin/cos of [B, T, H] cost about as much as a small matmul on CPU.
+    """
     angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B, T, H/2]
     angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]  # [B, T, 1, H]
-    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    return RopeTables(jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype))
+
+
+def apply_rope(x: jnp.ndarray, tables: RopeTables) -> jnp.ndarray:
+    """Rotates x [B, T, N, H] by `rope_tables` [B, T, 1, H]; returns x's dtype."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated * sin
+    return x * tables.cos.astype(x.dtype) + rotated * tables.sin.astype(x.dtype)

@@ -2,9 +2,9 @@
 
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
-per layer). The KV cache is `init_cache`'s: per layer k, v [B, K, S, H] with S = P + N, N the
-bucketed decode budget. A row's positions count its real tokens only, so padding changes no
-logits. The cache lives inside one jitted call: XLA updates the while-loop carry in place.
+per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H] with
+S = P + N, N the bucketed decode budget. A row's positions count its real tokens only, so
+padding changes no logits. The cache lives inside one jitted call: XLA updates the while-loop carry in place.
 
 Groups. `n` samples per prompt share one prefill: the prefilled cache and last logits are
 repeated n times along the batch axis (row b * n + j is sample j of prompt b).
@@ -44,7 +44,7 @@ from corea_jax.models.transformer import (
     init_cache,
     positions_from_mask,
 )
-from corea_jax.sampling.methods import Greedy
+from corea_jax.sampling.methods import Greedy, token_logprob
 from corea_jax.sharding import named_sharding, put_global, to_host
 
 FINISH_REASONS = ("length", "eos", "stop")
@@ -55,7 +55,7 @@ class DecodeState(NamedTuple):
     """The while-loop carry. Rows are B = prompts x n samples."""
 
     step: jax.Array  # [] int32: index of the token sampled next
-    cache: tuple[LayerCache, ...]  # per layer k, v [B, K, S, H]
+    cache: tuple[LayerCache, ...]  # per layer k [B, K, H, S], v [B, K, S, H]
     logits: jax.Array  # [B, V] float32: the model's logits for token `step`
     tokens: jax.Array  # [B, N] int32 sampled tokens, pad_id once a row is done
     logprobs: jax.Array  # [B, N] float32 log-prob under the model (temperature 1)
@@ -107,16 +107,12 @@ def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
     (not its left padding) and to all decode slots up to this one.
     """
     slot = prompt_slots + step
-    s = jnp.arange(cache[0].k.shape[2])
+    s = jnp.arange(cache[0].v.shape[2])
     pad = prompt_slots - prompt_lengths
     mask = (s[None, :] >= pad[:, None]) & (s[None, :] <= slot)  # [B, S]
     positions = (prompt_lengths + step)[:, None]
     hidden, cache = model.hidden_states(token[:, None], positions, mask[:, None, :], cache, slot)
     return model.logits(hidden[:, 0]), cache
-
-
-def _sample_rows(method, logits, keys):
-    return jax.vmap(lambda row, key: method.sample(row[None], key)[0])(logits, keys)
 
 
 @functools.partial(
@@ -170,10 +166,8 @@ def _generate(
 
     def body(st: DecodeState):
         keys = jax.vmap(jax.random.fold_in, (0, None))(st.row_keys, st.step)
-        tok = _sample_rows(method, st.logits, keys)
-        model_lp = jnp.take_along_axis(jax.nn.log_softmax(st.logits), tok[:, None], 1)[:, 0]
-        processed = jax.nn.log_softmax(method.processed_logits(st.logits))
-        proc_lp = jnp.take_along_axis(processed, tok[:, None], 1)[:, 0]
+        tok, proc_lp = method.draw(st.logits, keys)
+        model_lp = token_logprob(st.logits, tok)
         active = ~st.done
         column = lambda buf, value, fill: jax.lax.dynamic_update_slice(  # noqa: E731
             buf, jnp.where(active, value, fill)[:, None].astype(buf.dtype), (0, st.step)
