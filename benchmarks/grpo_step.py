@@ -13,7 +13,9 @@ ChatML), 128 new tokens (a random model rarely samples EOS, so nearly every row 
 limit; the mean completion lengths are printed), temperature 1, the same COREA reward (our
 parser and grader, L1 calibration against the group accuracy), no KL term (beta = 0, no
 reference model), one optimizer step per iteration (mu = 1), fp32, no activation
-checkpointing on either side.
+checkpointing on either side. corea-jax's update accumulates the gradient over
+`--micro-batches` (default 8, the shared configs' default; the gradient is the full batch's):
+smaller activations stay in cache, which is 15-20% faster on a CPU.
 
 Timed: `--steps` iterations after one warm-up iteration (which includes jit compilation on our
 side and lazy initialisation on TRL's), median reported. The split:
@@ -73,7 +75,9 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
     Qwen2ForCausalLM(cfg).save_pretrained(out)
 
 
-def bench_corea(model_dir: Path, workdir: Path, steps: int, new_tokens: int) -> dict:
+def bench_corea(
+    model_dir: Path, workdir: Path, steps: int, new_tokens: int, micro_batches: int
+) -> dict:
     from corea_jax.train import run
 
     c = synthetic_config()
@@ -84,7 +88,7 @@ def bench_corea(model_dir: Path, workdir: Path, steps: int, new_tokens: int) -> 
     c.rollout.group_size = GROUP
     c.train.prompts_per_step = PROMPTS_PER_STEP
     c.train.steps = steps + 1
-    c.train.micro_batches = 1
+    c.train.micro_batches = micro_batches
     c.train.grading_workers = 1
     c.train.checkpoint_every = 10_000
     c.train.export = False
@@ -192,13 +196,19 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument(
+        "--micro-batches", type=int, default=8,
+        help="corea-jax's gradient accumulation (configs/common.py's default; same gradient)",
+    )  # fmt: skip
     parser.add_argument("--skip-trl", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_checkpoint(tmp / "model", args.layers, args.hidden, args.vocab)
         results = {
-            "corea-jax": bench_corea(tmp / "model", tmp / "corea", args.steps, args.new_tokens)
+            "corea-jax": bench_corea(
+                tmp / "model", tmp / "corea", args.steps, args.new_tokens, args.micro_batches
+            )
         }
         if not args.skip_trl:
             results["TRL"] = bench_trl(tmp / "model", tmp / "trl", args.steps, args.new_tokens)
@@ -206,7 +216,8 @@ def main():
     print(
         f"\nGRPO iteration, {PROMPTS_PER_STEP} prompts x G={GROUP}, {args.new_tokens} new tokens,"
         f" Qwen2 {args.layers} layers / hidden {args.hidden} / vocab {args.vocab}, fp32, "
-        f"{os.cpu_count()} CPU cores; median of {args.steps} iterations after a warm-up one"
+        f"{os.cpu_count()} CPU cores; median of {args.steps} iterations after a warm-up one; "
+        f"corea-jax accumulates over {args.micro_batches} micro-batches, TRL runs one batch"
     )
     print(f"{'':10s} {'step s':>8s} {'rollout s':>10s} {'update s':>9s} {'mean completion':>16s}")
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
