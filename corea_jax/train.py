@@ -315,7 +315,7 @@ class Trainer:
             + ([eos] if eos is not None else [])
             for i in idx
         ]
-        # Multiples of 16, finer than the sampler's powers of two: SFT batches are full of long
+        # Multiples of 16, finer than the sampler's buckets: SFT batches are full of long
         # traces, and the few shapes this gives compile once each.
         n = -(-max(len(t) for t in targets) // 16) * 16
         completions = np.full((len(idx), n), self.pad_id, np.int32)

@@ -9,9 +9,9 @@ padding changes no logits. The cache lives inside one jitted call: XLA updates t
 Groups. `n` samples per prompt share one prefill: the prefilled cache and last logits are
 repeated n times along the batch axis (row b * n + j is sample j of prompt b).
 
-Buckets. P and N are rounded up to powers of two (at least `min_bucket`), so a new prompt
-length or `max_new_tokens` reuses a compiled program; `max_new_tokens` itself is a traced
-argument.
+Buckets. P and N are rounded up to quarter-octave buckets (`bucket`: 16, 32, 48, 64, 80, 96,
+112, 128, 160, ...), so a new prompt length or `max_new_tokens` mostly reuses a compiled
+program; `max_new_tokens` itself is a traced argument.
 
 Stopping. A row stops on an EOS id, on a stop token sequence (matched in the loop against the
 row's last tokens) or at `max_new_tokens`; the loop exits as soon as every row is done. Stop
@@ -84,11 +84,16 @@ class SampleBatch:
 
 
 def bucket(length: int, min_bucket: int = 16) -> int:
-    """The smallest power of two >= length (and >= min_bucket)."""
-    size = min_bucket
-    while size < length:
-        size *= 2
-    return size
+    """The smallest bucket >= length: min_bucket, or a quarter-octave step of a power of two.
+
+    A length in (2^k / 2, 2^k] rounds up to a multiple of max(min_bucket, 2^k / 8): four buckets
+    per octave, so padding wastes under 25% of the slots (power-of-two buckets waste up to 100%,
+    and every padded slot costs KV-cache reads on each decode step and FLOPs in the update).
+    """
+    if length <= min_bucket:
+        return min_bucket
+    step = max(min_bucket, (1 << (length - 1).bit_length()) // 8)
+    return -(-length // step) * step
 
 
 def prefill(model: CausalLM, tokens: jax.Array, valid: jax.Array, cache_len: int, cache_dtype):
