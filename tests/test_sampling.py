@@ -212,3 +212,22 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(CoreaError, match="temperature"):
         Temperature(0.0)
     assert Greedy() == Greedy()
+
+
+def test_decode_segments_change_no_sample():
+    from corea_jax.sampling.sampler import segment_ends
+
+    assert segment_ends(128, 4) == (32, 64, 96, 128)
+    assert segment_ends(80, 4) == (20, 40, 60, 80) and segment_ends(16, 4) == (16,)
+    assert segment_ends(48, 4) == (16, 32, 48)
+    model = _scaled(_model("llama"))
+    kwargs = dict(max_new_tokens=40, n=2, method=Temperature(1.0), seed=6)
+    one = Sampler(model, eos_ids=(), decode_segments=1).generate(PROMPTS, **kwargs)
+    four = Sampler(model, eos_ids=(), decode_segments=4).generate(PROMPTS, **kwargs)
+    np.testing.assert_array_equal(one.tokens, four.tokens)
+    np.testing.assert_allclose(one.logprobs, four.logprobs, atol=1e-5)
+    # A row that stops in the first segment stays stopped through the later ones.
+    eos = int(one.tokens[0, 3])
+    first = int(np.argmax(one.tokens[0] == eos))
+    stopped = Sampler(model, eos_ids=(eos,), decode_segments=4).generate(PROMPTS, **kwargs)
+    assert stopped.lengths[0] == first + 1 and stopped.finish_reasons[0] == "eos"

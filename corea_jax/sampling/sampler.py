@@ -2,9 +2,15 @@
 
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
-per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H] with
-S = P + N, N the bucketed decode budget. A row's positions count its real tokens only, so
-padding changes no logits. The cache lives inside one jitted call: XLA updates the while-loop carry in place.
+per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H]. A row's
+positions count its real tokens only, so padding changes no logits. The cache lives inside one
+jitted call: XLA updates the while-loop carry in place.
+
+Segments. Every decode step reads the whole cache, so slots not yet written cost time. The
+decode budget N is split into `decode_segments` equal segments, one `while_loop` each: during
+segment j the cache holds S = P + (end of segment j) slots, and it grows (one copy) between
+segments. With 4 segments a step reads on average P + 5N/8 slots instead of P + N; the price is
+one compiled loop body per segment.
 
 Groups. `n` samples per prompt share one prefill: the prefilled cache and last logits are
 repeated n times along the batch axis (row b * n + j is sample j of prompt b).
@@ -123,28 +129,35 @@ def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "graphdef", "n", "buffer", "method", "eos_ids", "stop_seqs", "pad_id", "mesh",
+        "graphdef", "n", "buffer", "segments", "method", "eos_ids", "stop_seqs", "pad_id",
+        "mesh",
     ),
 )  # fmt: skip
 def _generate(
     graphdef, state, tokens, valid, key, max_new_tokens,
-    *, n, buffer, method, eos_ids, stop_seqs, pad_id, mesh,
+    *, n, buffer, segments, method, eos_ids, stop_seqs, pad_id, mesh,
 ):  # fmt: skip
     model = nnx.merge(graphdef, state)
     cfg = model.config
     b, p = tokens.shape
     cache_dtype = model.model.embed_tokens.embedding[...].dtype
-    logits, cache = prefill(model, tokens, valid, p + buffer, cache_dtype)
+    ends = segment_ends(buffer, segments)
+    logits, cache = prefill(model, tokens, valid, p + ends[0], cache_dtype)
     prompt_lengths = valid.sum(axis=1).astype(jnp.int32)
     if n > 1:
         logits = jnp.repeat(logits, n, axis=0)
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
         prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
     rows = b * n
-    if mesh is not None:
-        shape = (rows, cfg.num_kv_heads, p + buffer, cfg.head_dim)
+
+    def constrain(cache):
+        if mesh is None:
+            return cache
+        shape = (rows, cfg.num_kv_heads, cache[0].v.shape[2], cfg.head_dim)
         spec = named_sharding(mesh, ("batch", "kv_heads", None, None), shape)
-        cache = jax.lax.with_sharding_constraint(cache, jax.tree.map(lambda _: spec, cache))
+        return jax.lax.with_sharding_constraint(cache, jax.tree.map(lambda _: spec, cache))
+
+    cache = constrain(cache)
 
     stops = np.full((max(len(stop_seqs), 1), max([len(s) for s in stop_seqs] + [1])), -1, np.int32)
     for i, seq in enumerate(stop_seqs):
@@ -198,8 +211,31 @@ def _generate(
             row_keys=st.row_keys,
         )
 
-    out = jax.lax.while_loop(cond, body, init)
+    out = init
+    for i, end in enumerate(ends):
+        if i:  # the next segment's slots; a copy of the cache, once per segment
+            out = out._replace(cache=constrain(grow_cache(out.cache, p + end)))
+        seg_cond = lambda st, end=end: cond(st) & (st.step < end)  # noqa: E731
+        out = jax.lax.while_loop(seg_cond, body, out)
     return out.tokens, out.lengths, out.logprobs, out.processed_logprobs, out.finish
+
+
+def segment_ends(buffer: int, segments: int) -> tuple[int, ...]:
+    """Decode steps at which each segment ends: `segments` equal parts of at least 16 steps."""
+    count = max(1, min(segments, buffer // 16))
+    size = -(-buffer // count)
+    return tuple(min(size * (i + 1), buffer) for i in range(count))
+
+
+def grow_cache(cache: tuple[LayerCache, ...], slots: int) -> tuple[LayerCache, ...]:
+    """Pads every layer's k [B, K, H, S] and v [B, K, S, H] with empty slots up to S = slots."""
+
+    def pad(x, axis):
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, slots - x.shape[axis])
+        return jnp.pad(x, widths)
+
+    return tuple(LayerCache(pad(c.k, 3), pad(c.v, 2)) for c in cache)
 
 
 class Sampler:
@@ -218,6 +254,7 @@ class Sampler:
         mesh: Mesh | None = None,
         min_bucket: int = 16,
         memory_budget_bytes: int | None = None,
+        decode_segments: int = 4,
     ):
         self.graphdef, self.state = nnx.split(model)
         self.config = model.config
@@ -226,6 +263,9 @@ class Sampler:
         self.mesh = mesh
         self.min_bucket = min_bucket
         self.memory_budget_bytes = memory_budget_bytes
+        if decode_segments < 1:
+            raise CoreaError(f"decode_segments must be >= 1, got {decode_segments}")
+        self.decode_segments = decode_segments
 
     def kv_cache_bytes(self, rows: int, slots: int) -> int:
         cfg = self.config
@@ -289,6 +329,7 @@ class Sampler:
             jnp.int32(max_new_tokens),
             n=n,
             buffer=buffer,
+            segments=self.decode_segments,
             method=method,
             eos_ids=self.eos_ids,
             stop_seqs=tuple(tuple(int(t) for t in s) for s in stop_token_seqs),
