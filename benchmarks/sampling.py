@@ -45,13 +45,15 @@ def peak_matmul_flops(dtype, size=2048, repeats=10) -> float:
 
 
 def generation_flops(cfg: ModelConfig, batch: int, prompt: int, new: int) -> float:
-    """Matmul FLOPs of a prefill of `prompt` tokens plus `new` cached decode steps."""
+    """Matmul FLOPs a generation needs: a prefill of `prompt` tokens (the LM head on its last
+    token only) plus `new` cached decode steps, attention over the filled context only."""
     d, f, h = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     q, kv = cfg.num_heads * h, cfg.num_kv_heads * h
-    per_token = 2 * (cfg.num_layers * (2 * d * q + 2 * d * kv + 3 * d * f) + d * cfg.vocab_size)
+    layers = 2 * cfg.num_layers * (2 * d * q + 2 * d * kv + 3 * d * f)
+    head = 2 * d * cfg.vocab_size
     attn = lambda ctx: 4 * cfg.num_layers * q * ctx  # noqa: E731  scores + weighted sum
-    prefill = prompt * per_token + sum(attn(t + 1) for t in range(prompt))
-    decode = sum(per_token + attn(prompt + t + 1) for t in range(new))
+    prefill = prompt * layers + head + sum(attn(t + 1) for t in range(prompt))
+    decode = sum(layers + head + attn(prompt + t + 1) for t in range(new - 1))
     return batch * (prefill + decode)
 
 
