@@ -231,3 +231,14 @@ def test_decode_segments_change_no_sample():
     first = int(np.argmax(one.tokens[0] == eos))
     stopped = Sampler(model, eos_ids=(eos,), decode_segments=4).generate(PROMPTS, **kwargs)
     assert stopped.lengths[0] == first + 1 and stopped.finish_reasons[0] == "eos"
+
+
+def test_memory_estimate_counts_the_cache_growing_between_segments():
+    cfg = dataclasses.replace(TINY["qwen2"], num_layers=1)
+    sampler = Sampler(CausalLM(cfg, rngs=nnx.Rngs(0)), memory_budget_bytes=10_000)
+    # 64 new tokens: segments end at 16, 32, 48, 64; the last growth holds 16 + 48 and 16 + 64.
+    per_slot_row = sampler.kv_cache_bytes(1, 1)
+    with pytest.raises(CoreaError, match=r"4 rows x 80 slots") as err:
+        sampler.generate([[1, 2]] * 4, max_new_tokens=64)
+    need = 4 * (80 + 64) * per_slot_row
+    assert f"{need / 2**30:.2f} GiB" in str(err.value)

@@ -272,7 +272,9 @@ class Sampler:
         itemsize = jnp.dtype(self.state["model"]["embed_tokens"]["embedding"][...].dtype).itemsize
         return 2 * cfg.num_layers * rows * slots * cfg.num_kv_heads * cfg.head_dim * itemsize
 
-    def _check_memory(self, rows: int, slots: int) -> None:
+    def _check_memory(self, rows: int, prompt_slots: int, buffer: int) -> None:
+        """Fails fast when the KV cache would not fit: the full cache, plus the previous
+        segment's cache, which lives on while the last decode segment's cache is grown."""
         budget = self.memory_budget_bytes
         if budget is None:
             stats = jax.local_devices()[0].memory_stats() or {}
@@ -281,10 +283,14 @@ class Sampler:
             budget = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
             if self.mesh is not None:
                 budget *= self.mesh.size
-        need = self.kv_cache_bytes(rows, slots)
+        slots = prompt_slots + buffer
+        ends = segment_ends(buffer, self.decode_segments)
+        growing = self.kv_cache_bytes(rows, prompt_slots + ends[-2]) if len(ends) > 1 else 0
+        need = self.kv_cache_bytes(rows, slots) + growing
         if need > budget:
             raise CoreaError(
                 f"KV cache for {rows} rows x {slots} slots needs {need / 2**30:.2f} GiB "
+                f"(with {growing / 2**30:.2f} GiB while its last segment grows) "
                 f"({self.config.num_layers} layers x k/v x {self.config.num_kv_heads} kv heads x "
                 f"{self.config.head_dim}), over the {budget / 2**30:.2f} GiB memory budget; "
                 "lower the batch, n or max_new_tokens"
@@ -310,7 +316,7 @@ class Sampler:
             raise CoreaError("generate: a prompt is empty")
         p = bucket(max(len(x) for x in prompts), self.min_bucket)
         buffer = bucket(max_new_tokens, self.min_bucket)
-        self._check_memory(len(prompts) * n, p + buffer)
+        self._check_memory(len(prompts) * n, p, buffer)
         tokens = np.full((len(prompts), p), self.pad_id, np.int32)
         valid = np.zeros((len(prompts), p), bool)
         for i, prompt in enumerate(prompts):
