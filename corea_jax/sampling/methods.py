@@ -62,10 +62,11 @@ def inverse_cdf_sample(logits: jax.Array, uniforms: jax.Array) -> jax.Array:
     blocks_n = -(-v // block)
     weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
     weights = jnp.pad(weights, ((0, 0), (0, blocks_n * block - v))).reshape(b, blocks_n, block)
-    block_cum = jnp.cumsum(jnp.sum(weights, axis=-1), axis=-1)  # [B, blocks]
+    block_sums = jnp.sum(weights, axis=-1)  # [B, blocks]
+    block_cum = jnp.cumsum(block_sums, axis=-1)
     target = uniforms.astype(jnp.float32) * block_cum[:, -1]
     j = jnp.sum(block_cum <= target[:, None], axis=-1, dtype=jnp.int32)
-    j = jnp.minimum(j, _last_positive(jnp.diff(block_cum, axis=-1, prepend=0.0)))
+    j = jnp.minimum(j, _last_positive(block_sums))
     before = jnp.where(j > 0, jnp.take_along_axis(block_cum, (j - 1)[:, None], -1)[:, 0], 0.0)
     inner = jnp.take_along_axis(weights, j[:, None, None], axis=1)[:, 0]  # [B, block]
     i = jnp.sum(jnp.cumsum(inner, axis=-1) <= (target - before)[:, None], axis=-1)
