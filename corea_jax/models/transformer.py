@@ -102,13 +102,11 @@ class Attention(nnx.Module):
         key = key.transpose(0, 2, 3, 1)  # [B, K, H, T]: the cache's key layout
         value = self.v_proj(x).reshape(b, t, k, h).transpose(0, 2, 1, 3)  # [B, K, T, H]
         if cache is not None:
-            zero = jnp.zeros((), jnp.int32)
-            index = jnp.asarray(cache_index, jnp.int32)
             key = jax.lax.dynamic_update_slice(
-                cache.k, key.astype(cache.k.dtype), (zero, zero, zero, index)
+                cache.k, key.astype(cache.k.dtype), (0, 0, 0, cache_index)
             )
             value = jax.lax.dynamic_update_slice(
-                cache.v, value.astype(cache.v.dtype), (zero, zero, index, zero)
+                cache.v, value.astype(cache.v.dtype), (0, 0, cache_index, 0)
             )
             cache = LayerCache(key, value)
         # The R = N / K query heads of a KV head and the T positions share one axis, so both

@@ -288,12 +288,14 @@ class Sampler:
         growing = self.kv_cache_bytes(rows, prompt_slots + ends[-2]) if len(ends) > 1 else 0
         need = self.kv_cache_bytes(rows, slots) + growing
         if need > budget:
+            growth = (
+                f", {growing / 2**30:.2f} GiB of it while the last segment grows" if growing else ""
+            )
             raise CoreaError(
                 f"KV cache for {rows} rows x {slots} slots needs {need / 2**30:.2f} GiB "
-                f"(with {growing / 2**30:.2f} GiB while its last segment grows) "
                 f"({self.config.num_layers} layers x k/v x {self.config.num_kv_heads} kv heads x "
-                f"{self.config.head_dim}), over the {budget / 2**30:.2f} GiB memory budget; "
-                "lower the batch, n or max_new_tokens"
+                f"{self.config.head_dim}{growth}), over the {budget / 2**30:.2f} GiB memory "
+                "budget; lower the batch, n or max_new_tokens"
             )
 
     def generate(
