@@ -111,18 +111,21 @@ def prefill(model: CausalLM, tokens: jax.Array, valid: jax.Array, cache_len: int
     return model.logits(hidden[:, -1]), cache
 
 
-def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
+def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int, rope=None):
     """Feeds token [B] as decode step `step` -> (logits [B, V], cache).
 
     The token is written at slot prompt_slots + step; each row attends to its own prompt slots
-    (not its left padding) and to all decode slots up to this one.
+    (not its left padding) and to all decode slots up to this one. `rope` is the model's
+    `rope_table` covering every position the loop reaches (None: computed per step).
     """
     slot = prompt_slots + step
     s = jnp.arange(cache[0].v.shape[2])
     pad = prompt_slots - prompt_lengths
     mask = (s[None, :] >= pad[:, None]) & (s[None, :] <= slot)  # [B, S]
     positions = (prompt_lengths + step)[:, None]
-    hidden, cache = model.hidden_states(token[:, None], positions, mask[:, None, :], cache, slot)
+    hidden, cache = model.hidden_states(
+        token[:, None], positions, mask[:, None, :], cache, slot, rope=rope
+    )
     return model.logits(hidden[:, 0]), cache
 
 
@@ -149,6 +152,7 @@ def _generate(
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
         prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
     rows = b * n
+    rope = model.rope_table(p + buffer, cache_dtype)  # positions < prompt length + new tokens
 
     def constrain(cache):
         if mesh is None:
@@ -179,10 +183,8 @@ def _generate(
         row_keys=jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(rows)),
     )
 
-    def cond(st: DecodeState):
-        return (st.step < max_new_tokens) & ~jnp.all(st.done)
-
-    def body(st: DecodeState):
+    def record(st: DecodeState) -> tuple[DecodeState, jax.Array]:
+        """Draws token `step` from st.logits and records it -> (state, tokens [B])."""
         keys = jax.vmap(jax.random.fold_in, (0, None))(st.row_keys, st.step)
         tok, proc_lp = method.draw(st.logits, keys)
         model_lp = token_logprob(st.logits, tok)
@@ -196,11 +198,8 @@ def _generate(
         is_stop = jnp.any(jnp.all(matches, axis=2) & jnp.any(stops != -1, axis=1)[None], axis=1)
         finish = jnp.where(active & is_eos, 1, jnp.where(active & is_stop, 2, st.finish))
         done = st.done | (active & (is_eos | is_stop)) | (st.step + 1 >= max_new_tokens)
-        logits, cache = decode_step(model, st.cache, tok, st.step, prompt_lengths, p)
-        return DecodeState(
+        st = st._replace(
             step=st.step + 1,
-            cache=cache,
-            logits=logits,
             tokens=column(st.tokens, tok, pad_id),
             logprobs=column(st.logprobs, model_lp, 0.0),
             processed_logprobs=column(st.processed_logprobs, proc_lp, 0.0),
@@ -208,8 +207,19 @@ def _generate(
             recent=recent,
             done=done,
             finish=finish,
-            row_keys=st.row_keys,
         )
+        return st, tok
+
+    def body(st: DecodeState) -> DecodeState:
+        step = st.step
+        st, tok = record(st)
+        logits, cache = decode_step(model, st.cache, tok, step, prompt_lengths, p, rope)
+        return st._replace(cache=cache, logits=logits)
+
+    # Every iteration draws a token and feeds it forward; the last token is drawn after the
+    # loops, so no forward pass runs for logits nobody samples from.
+    def cond(st: DecodeState):
+        return (st.step < max_new_tokens - 1) & ~jnp.all(st.done)
 
     out = init
     for i, end in enumerate(ends):
@@ -217,6 +227,7 @@ def _generate(
             out = out._replace(cache=constrain(grow_cache(out.cache, p + end)))
         seg_cond = lambda st, end=end: cond(st) & (st.step < end)  # noqa: E731
         out = jax.lax.while_loop(seg_cond, body, out)
+    out, _ = record(out)  # a no-op for rows already done
     return out.tokens, out.lengths, out.logprobs, out.processed_logprobs, out.finish
 
 
