@@ -3,7 +3,8 @@
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
 per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H]. A row's
-positions count its real tokens only, so padding changes no logits. The cache lives inside one
+positions count its real tokens only, so padding changes no logits. RoPE cos/sin come from one
+table per call (`CausalLM.rope_table`) that every step indexes by position. The cache lives inside one
 jitted call: XLA updates the while-loop carry in place.
 
 Segments. Every decode step reads the whole cache, so slots not yet written cost time. The
@@ -20,7 +21,9 @@ Buckets. P and N are rounded up to quarter-octave buckets (`bucket`: 16, 32, 48,
 program; `max_new_tokens` itself is a traced argument.
 
 Stopping. A row stops on an EOS id, on a stop token sequence (matched in the loop against the
-row's last tokens) or at `max_new_tokens`; the loop exits as soon as every row is done. Stop
+row's last tokens) or at `max_new_tokens`; the loop exits as soon as every row is done. Each
+iteration draws a token and runs the forward pass that gives the next token's logits, so the
+last token is drawn after the loop: N tokens cost one prefill and N - 1 decode passes. Stop
 *strings* (text) are applied on the host afterwards by `apply_stop_strings`, which cuts at the
 first token boundary whose decoded prefix contains one, so tokens, log-probs and text agree.
 
