@@ -249,17 +249,3 @@ def test_random_init_matches_its_own_export(tmp_path):
         np.asarray(_forward(load_model(out), tokens, valid)),
         np.asarray(_forward(model, tokens, valid)),
     )
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_rope_position_table_lookup_equals_per_step_tables(dtype):
-    """The decode loop's table lookup gives bit-identical cos/sin to computing them per step."""
-    from corea_jax.models.rope import inverse_frequencies, lookup, position_table, rope_tables
-
-    inv_freq = inverse_frequencies(64, 1_000_000.0)
-    positions = jnp.array([[0], [5], [37], [99]], jnp.int32)  # [B, T=1]: one decode step
-    direct = rope_tables(positions, inv_freq, dtype)
-    looked_up = lookup(position_table(100, inv_freq, dtype), positions)
-    assert looked_up.cos.shape == direct.cos.shape == (4, 1, 1, 64)
-    np.testing.assert_array_equal(np.asarray(looked_up.cos), np.asarray(direct.cos))
-    np.testing.assert_array_equal(np.asarray(looked_up.sin), np.asarray(direct.sin))

@@ -58,23 +58,6 @@ def rope_tables(positions: jnp.ndarray, inv_freq: np.ndarray, dtype) -> RopeTabl
     return RopeTables(jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype))
 
 
-def position_table(length: int, inv_freq: np.ndarray, dtype) -> RopeTables:
-    """cos, sin [L, 1, H] for positions 0 .. length - 1: a loop-invariant table to `lookup`.
-
-    A decode loop looks its positions up in this table instead of calling `rope_tables` each
-    step. XLA's CPU fusion duplicates sin/cos into every consumer (an optimisation barrier does
-    not survive its pipeline), so per-step tables were recomputed for every element of q and k
-    in every layer: about 0.3 ms per layer per decode step at batch 64.
-    """
-    tables = rope_tables(jnp.arange(length)[None], inv_freq, dtype)
-    return RopeTables(tables.cos[0], tables.sin[0])
-
-
-def lookup(table: RopeTables, positions: jnp.ndarray) -> RopeTables:
-    """Rows of a `position_table` [L, 1, H] at positions [B, T] -> tables [B, T, 1, H]."""
-    return RopeTables(table.cos[positions], table.sin[positions])
-
-
 def apply_rope(x: jnp.ndarray, tables: RopeTables) -> jnp.ndarray:
     """Rotates x [B, T, N, H] by `rope_tables` [B, T, 1, H]; returns x's dtype."""
     half = x.shape[-1] // 2

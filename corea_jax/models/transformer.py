@@ -24,14 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from corea_jax.models.config import ModelConfig
-from corea_jax.models.rope import (
-    RopeTables,
-    apply_rope,
-    inverse_frequencies,
-    lookup,
-    position_table,
-    rope_tables,
-)
+from corea_jax.models.rope import RopeTables, apply_rope, inverse_frequencies, rope_tables
 
 _init = nnx.initializers.normal(stddev=0.02)
 
@@ -187,31 +180,17 @@ class CausalLM(nnx.Module):
         mask: jax.Array,
         cache: tuple[LayerCache, ...] | None = None,
         cache_index: jax.Array | int = 0,
-        rope: RopeTables | None = None,
     ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
-        """tokens, positions [B, T]; mask [B, T, S] -> final-norm hidden [B, T, D], cache.
-
-        `rope` is a `position_table` from `rope_table` (a decode loop builds it once); without
-        one the tables are computed from `positions`.
-        """
+        """tokens, positions [B, T]; mask [B, T, S] -> final-norm hidden [B, T, D], cache."""
         x = self.model.embed_tokens(tokens)
-        if rope is None:
-            rope = rope_tables(positions, self._inv_freq(), x.dtype)
-        else:
-            rope = lookup(rope, positions)
+        cfg = self.config
+        inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+        rope = rope_tables(positions, inv_freq, x.dtype)
         new_cache = []
         for i, layer in enumerate(self.model.layers):
             x, layer_cache = layer(x, rope, mask, None if cache is None else cache[i], cache_index)
             new_cache.append(layer_cache)
         return self.model.norm(x), (None if cache is None else tuple(new_cache))
-
-    def _inv_freq(self):
-        cfg = self.config
-        return inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-
-    def rope_table(self, length: int, dtype) -> RopeTables:
-        """RoPE cos/sin [L, 1, H] for positions 0 .. length - 1, for `hidden_states(rope=...)`."""
-        return position_table(length, self._inv_freq(), dtype)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V]."""

@@ -3,8 +3,7 @@
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
 per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H]. A row's
-positions count its real tokens only, so padding changes no logits. RoPE cos/sin come from one
-table per call (`CausalLM.rope_table`) that every step indexes by position. The cache lives inside one
+positions count its real tokens only, so padding changes no logits. The cache lives inside one
 jitted call: XLA updates the while-loop carry in place.
 
 Segments. Every decode step reads the whole cache, so slots not yet written cost time. The
@@ -114,21 +113,18 @@ def prefill(model: CausalLM, tokens: jax.Array, valid: jax.Array, cache_len: int
     return model.logits(hidden[:, -1]), cache
 
 
-def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int, rope=None):
+def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
     """Feeds token [B] as decode step `step` -> (logits [B, V], cache).
 
     The token is written at slot prompt_slots + step; each row attends to its own prompt slots
-    (not its left padding) and to all decode slots up to this one. `rope` is the model's
-    `rope_table` covering every position the loop reaches (None: computed per step).
+    (not its left padding) and to all decode slots up to this one.
     """
     slot = prompt_slots + step
     s = jnp.arange(cache[0].v.shape[2])
     pad = prompt_slots - prompt_lengths
     mask = (s[None, :] >= pad[:, None]) & (s[None, :] <= slot)  # [B, S]
     positions = (prompt_lengths + step)[:, None]
-    hidden, cache = model.hidden_states(
-        token[:, None], positions, mask[:, None, :], cache, slot, rope=rope
-    )
+    hidden, cache = model.hidden_states(token[:, None], positions, mask[:, None, :], cache, slot)
     return model.logits(hidden[:, 0]), cache
 
 
@@ -155,7 +151,6 @@ def _generate(
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
         prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
     rows = b * n
-    rope = model.rope_table(p + buffer, cache_dtype)  # positions < prompt length + new tokens
 
     def constrain(cache):
         if mesh is None:
@@ -216,7 +211,7 @@ def _generate(
     def body(st: DecodeState) -> DecodeState:
         step = st.step
         st, tok = record(st)
-        logits, cache = decode_step(model, st.cache, tok, step, prompt_lengths, p, rope)
+        logits, cache = decode_step(model, st.cache, tok, step, prompt_lengths, p)
         return st._replace(cache=cache, logits=logits)
 
     # Every iteration draws a token and feeds it forward; the last token is drawn after the
