@@ -242,3 +242,20 @@ def test_memory_estimate_counts_the_cache_growing_between_segments():
         sampler.generate([[1, 2]] * 4, max_new_tokens=64)
     need = 4 * (80 + 64) * per_slot_row
     assert f"{need / 2**30:.2f} GiB" in str(err.value)
+
+
+def test_one_new_token_comes_from_the_prefill_logits_alone():
+    """The last token is drawn after the decode loop: with max_new_tokens = 1 no decode pass
+    runs, and the token and its log-prob are the prefill's."""
+    model = _scaled(_model("qwen2"))
+    sampler = Sampler(model, eos_ids=())
+    one = sampler.generate(PROMPTS, max_new_tokens=1)
+    two = sampler.generate(PROMPTS, max_new_tokens=2)
+    assert one.tokens.shape == (3, 1) and list(one.lengths) == [1, 1, 1]
+    assert one.finish_reasons == ["length"] * 3
+    np.testing.assert_array_equal(one.tokens[:, 0], two.tokens[:, 0])
+    for r, prompt in enumerate(PROMPTS):
+        last = _forward_right_padded(model, [prompt])[0, len(prompt) - 1]
+        assert one.tokens[r, 0] == int(jnp.argmax(last))
+        expected = float(jax.nn.log_softmax(last)[one.tokens[r, 0]])
+        np.testing.assert_allclose(one.logprobs[r, 0], expected, atol=1e-4)
