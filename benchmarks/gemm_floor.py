@@ -12,7 +12,9 @@ matmul library (XLA's CPU dots for JAX, torch's for transformers).
 
 Printed per batch: both end-to-end times, both matmul floors, and the time the issue's target
 (1.5x transformers) asks for, so whether that target is reachable with XLA's CPU matmuls can be
-read off one run. (The LM-head logits are summed per step so that XLA cannot drop the unused
+read off one run. Also printed: the rate at which the XLA floor streams the weights through its
+decode matmuls, next to the rate a plain jitted sum reads a 400 MB array on the same machine.
+(The LM-head logits are summed per step so that XLA cannot drop the unused
 columns; that reduction, about 1% of a step, is counted in the floor.)
 """
 
@@ -53,6 +55,19 @@ def _chain(x, layers, mm, silu):
         x = x + mm(q, wo) + 1e-9 * (k.sum(-1, keepdims=True) + v.sum(-1, keepdims=True))
         x = x + mm(silu(mm(x, wg)) * mm(x, wu), wd)
     return x
+
+
+def read_bandwidth(n_bytes: int = 400_000_000) -> float:
+    """Bytes/s a jitted sum reads from a float32 array of n_bytes (best of 3)."""
+    x = jnp.ones((n_bytes // 4,), jnp.float32)
+    total = jax.jit(jnp.sum)
+    total(x).block_until_ready()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total(x).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return n_bytes / best
 
 
 def jax_floor(layers, head, batch) -> float:
@@ -126,16 +141,22 @@ def main():
         )  # fmt: skip
         hf = transformers.Qwen2ForCausalLM(hf_cfg).eval()
         print(f"transformers {transformers.__version__}, torch threads {torch.get_num_threads()}")
-    print(f"prompt {PROMPT}, {NEW} new tokens, float32; times in seconds")
+    weight_bytes = 4 * (sum(w.size for ws in layers for w in ws) + head.size)
+    print(
+        f"prompt {PROMPT}, {NEW} new tokens, float32; times in seconds; a jitted sum reads "
+        f"{read_bandwidth() / 1e9:.1f} GB/s"
+    )
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = rng.integers(3, cfg.vocab_size, (batch, PROMPT)).tolist()
         sampler.generate(prompts, max_new_tokens=NEW)
         start = time.perf_counter()
         sampler.generate(prompts, max_new_tokens=NEW)
         ours = time.perf_counter() - start
+        floor = jax_floor(layers, head, batch)
+        streamed = weight_bytes * (NEW - 1) / floor  # a lower bound: the prefill is in `floor`
         line = (
-            f"batch {batch:3d}: corea-jax generate {ours:.2f} | XLA matmul floor "
-            f"{jax_floor(layers, head, batch):.2f}"
+            f"batch {batch:3d}: corea-jax generate {ours:.2f} | XLA matmul floor {floor:.2f} "
+            f"(weights streamed at >= {streamed / 1e9:.1f} GB/s)"
         )
         if hf is not None:
             import torch

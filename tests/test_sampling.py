@@ -245,8 +245,9 @@ def test_memory_estimate_counts_the_cache_growing_between_segments():
 
 
 def test_one_new_token_comes_from_the_prefill_logits_alone():
-    """The last token is drawn after the decode loop: with max_new_tokens = 1 no decode pass
-    runs, and the token and its log-prob are the prefill's."""
+    """The last token is drawn after the decode loop, from the logits the loop left: with
+    max_new_tokens = 1 those are the prefill's, and the token and its log-prob match a plain
+    forward pass and the first token of a longer generation."""
     model = _scaled(_model("qwen2"))
     sampler = Sampler(model, eos_ids=())
     one = sampler.generate(PROMPTS, max_new_tokens=1)
