@@ -23,8 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from corea_jax.grading import GradeTask, exact_key, parse_number
-from corea_jax.grading_workers import Grader
+from corea_jax.scoring.grading import GradeTask, exact_key, parse_number
+from corea_jax.scoring.grading_workers import Grader
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -59,7 +59,7 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from corea_jax.models.scratch import train_tokenizer
-    from corea_jax.train import scratch_texts
+    from corea_jax.rl.train import scratch_texts
 
     tokenizer = train_tokenizer(scratch_texts(synthetic_config()), out, vocab_size=512)
     tokenizer.add_tokens([f"<x{i}>" for i in range(vocab - len(tokenizer))])
@@ -78,7 +78,7 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
 def bench_corea(
     model_dir: Path, workdir: Path, steps: int, new_tokens: int, micro_batches: int
 ) -> dict:
-    from corea_jax.train import run
+    from corea_jax.rl.train import run
 
     c = synthetic_config()
     c.data.train_size = PROMPTS_PER_STEP * (steps + 1)
@@ -112,12 +112,12 @@ def bench_trl(model_dir: Path, workdir: Path, steps: int, new_tokens: int) -> di
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from corea_jax import rewards
     from corea_jax.data import prompts as prompt_lib
     from corea_jax.data import synthetic
-    from corea_jax.grading import GradeTask
-    from corea_jax.grading_workers import Grader
-    from corea_jax.parsing import parse_groups
+    from corea_jax.rl import rewards
+    from corea_jax.scoring.grading import GradeTask
+    from corea_jax.scoring.grading_workers import Grader
+    from corea_jax.scoring.parsing import parse_groups
 
     torch.set_num_threads(os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

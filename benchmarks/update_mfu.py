@@ -5,7 +5,7 @@
 
 A random model of the preset's shape, a synthetic rollout batch (rows x (prompt + completion)
 tokens, every completion full length), the real jitted `train_step` on a 1-device mesh. MFU is
-6 x parameters x tokens / step time / the chip's peak (corea_jax.metric_writers.PEAK_FLOPS);
+6 x parameters x tokens / step time / the chip's peak (corea_jax.rl.metric_writers.PEAK_FLOPS);
 on a CPU the peak is unknown and only the step time and tokens/s are printed.
 """
 
@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from corea_jax import grpo
-from corea_jax.metric_writers import peak_flops_per_chip, train_flops
 from corea_jax.models import CausalLM, param_shardings, preset
-from corea_jax.sharding import make_mesh
-from corea_jax.train_step import (
+from corea_jax.parallel.sharding import make_mesh
+from corea_jax.rl import grpo
+from corea_jax.rl.metric_writers import peak_flops_per_chip, train_flops
+from corea_jax.rl.train_step import (
     OptimConfig,
     init_train_state,
     jit_train_step,

@@ -1,7 +1,7 @@
 """Shared defaults of every experiment config; each file changes only what it must.
 
 The values marked [open] are choices the paper leaves open (see ../shared/PAPER.md); they are
-documented where they are coded (corea_jax/rewards.py, advantages.py, grpo.py, train_step.py).
+documented where they are coded (corea_jax/rl/rewards.py, advantages.py, grpo.py, train_step.py).
 """
 
 import ml_collections

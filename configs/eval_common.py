@@ -49,7 +49,7 @@ def eval_config(datasets) -> ml_collections.ConfigDict:
                       seed=0),
         ),
     )  # fmt: skip
-    c.output_format = "tags"  # corea_jax.parsing.FORMATS; choice questions read a letter
+    c.output_format = "tags"  # corea_jax.scoring.parsing.FORMATS; choice questions read a letter
     c.datasets = {name: dict(DATASETS[name]) for name in datasets}
     c.llm = dict(
         base_url="http://localhost:8000/v1",  # any OpenAI-compatible endpoint (vLLM, SGLang, ...)

@@ -2,7 +2,7 @@
 
 One file per SLM (`rlcc_qwen7b.py`, `rlcc_qwen1_5b.py`, `rlcc_llama8b.py`) plus the group-size
 ablation (`rlcc_group_size.py`). Within a file the runs differ only in the reward, so the reward
-is the ARG (variants are data: a key of corea_jax.rewards.PRESETS), and `,smoke` shrinks any of
+is the ARG (variants are data: a key of corea_jax.rl.rewards.PRESETS), and `,smoke` shrinks any of
 them to the CPU run of configs/smoke.py:
 
     --config=configs/rlcc_qwen7b.py:PRESET[,smoke]   PRESET: rlvr | brier | corea (default)
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import smoke as smoke_run  # noqa: E402
 from common import base_config  # noqa: E402
 
-from corea_jax.config_flags import ConfigError  # noqa: E402
+from corea_jax.cli.config import ConfigError  # noqa: E402
 
 PRESETS = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
 

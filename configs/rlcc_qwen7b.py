@@ -3,7 +3,7 @@
     corea-jax train --config=configs/rlcc_qwen7b.py:corea --workdir=DIR \
         --config.model.path=/path/to/Qwen2.5-7B-Instruct --config.data.path=/path/to/DeepMath-103K
 
-ARG (the reward, corea_jax.rewards.PRESETS; see configs/rlcc_common.py):
+ARG (the reward, corea_jax.rl.rewards.PRESETS; see configs/rlcc_common.py):
   corea     L1 to the group accuracy: the COREA SLM of every row of PAPER.md "Results to aim at"
             (DeepMath500, OOD math, OOD non-math) and of its ECE 0.12 / AUROC 0.72.
   rlvr      correctness + format only: the "RLVR-SLM" deferral baselines of PAPER.md "Baseline

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from corea_jax.advantages import AdvantageConfig, group_advantages
 from corea_jax.errors import CoreaError
+from corea_jax.rl.advantages import AdvantageConfig, group_advantages
 
 advantages_jit = jax.jit(group_advantages, static_argnames="config")
 

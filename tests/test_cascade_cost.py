@@ -5,7 +5,7 @@ import pytest
 
 from corea_jax.cascade import DEFAULT_PRICES, PriceTable, cascade_cost, token_cost
 from corea_jax.errors import CoreaError
-from corea_jax.metrics import Price
+from corea_jax.scoring.metrics import Price
 
 
 def test_token_cost_hand_values():

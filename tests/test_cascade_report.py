@@ -55,7 +55,7 @@ def test_plots_are_written_as_png(tmp_path):
 
 
 def test_write_report_with_reliability_diagrams(tmp_path):
-    pytest.importorskip("corea_jax.metrics")
+    pytest.importorskip("corea_jax.scoring.metrics")
     rng = np.random.default_rng(0)
     q = 400
     conf = rng.choice([0.2, 0.5, 0.8, 0.95, np.nan], q)

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from corea_jax import cli
-from corea_jax.config_flags import ConfigError, load_config
+from corea_jax.cli.config import ConfigError, load_config
 
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from corea_jax import cli
-from corea_jax.config_flags import ConfigError, load_config
+from corea_jax.cli.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -171,7 +171,7 @@ def test_unknown_split_is_an_error():
 
 
 def test_reference_completions_parse_with_the_project_parser():
-    parsing = pytest.importorskip("corea_jax.parsing")
+    parsing = pytest.importorskip("corea_jax.scoring.parsing")
     for record in make_split(SyntheticTask(style="mixed"), "train", 100):
         parsed = parsing.parse_completion(reference_completion(record, 0.85))
         assert parsed.format_ok, parsed.reason

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from corea_jax import cli, demo
-from corea_jax.config_flags import load_config
+from corea_jax import cli
+from corea_jax.cli import demo_run as demo
+from corea_jax.cli.config import load_config
 from corea_jax.errors import CoreaError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corea_jax import grading
 from corea_jax.errors import CoreaError
-from corea_jax.grading import (
+from corea_jax.scoring import grading
+from corea_jax.scoring.grading import (
     GradeTask,
     GradingOptions,
     constant_value,
@@ -26,7 +26,7 @@ from corea_jax.grading import (
     parse_yes_no,
     resolve_kind,
 )
-from corea_jax.grading_workers import Grader, grade_batch
+from corea_jax.scoring.grading_workers import Grader, grade_batch
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +361,7 @@ def test_a_stuck_or_dead_worker_costs_one_answer(sig, method):
 
 
 def test_workers_that_cannot_start_are_an_error_not_wrong_answers(monkeypatch):
-    monkeypatch.setattr("corea_jax.grading_workers.sys.executable", "/bin/false")
+    monkeypatch.setattr("corea_jax.scoring.grading_workers.sys.executable", "/bin/false")
     with Grader(workers=1) as g, pytest.raises(RuntimeError, match="before their first answer"):
         g.grade([GradeTask(str(i), str(i)) for i in range(5)])
 

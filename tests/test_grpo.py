@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from corea_jax import grpo
 from corea_jax.errors import CoreaError
+from corea_jax.rl import grpo
 
 EPS_LOW, EPS_HIGH = 0.1, 0.3  # asymmetric on purpose: each bound is exercised by some token
 

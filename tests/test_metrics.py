@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from corea_jax import metrics
 from corea_jax.errors import CoreaError
-from corea_jax.metrics import Price
+from corea_jax.scoring import metrics
+from corea_jax.scoring.metrics import Price
 
 ece_jit = jax.jit(metrics.expected_calibration_error, static_argnames=("n_bins", "binning"))
 bins_jit = jax.jit(metrics.reliability_bins, static_argnames=("n_bins", "binning"))

@@ -22,7 +22,7 @@ from corea_jax.models import (
     positions_from_mask,
     save_model,
 )
-from corea_jax.sharding import make_mesh
+from corea_jax.parallel.sharding import make_mesh
 
 LENGTHS = [12, 7, 3, 12]  # left padding on rows 1 and 2
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corea_jax.errors import CoreaError
-from corea_jax.parsing import (
+from corea_jax.scoring.parsing import (
     FORMATS,
     OutputFormat,
     extract_boxed,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from corea_jax.errors import CoreaError
-from corea_jax.rewards import (
+from corea_jax.rl.rewards import (
     PRESETS,
     RewardConfig,
     compute_rewards,

@@ -11,6 +11,7 @@ from tiny_models import TINY, make_hf_checkpoint, make_jax_checkpoint
 
 from corea_jax.errors import CoreaError
 from corea_jax.models import CausalLM, causal_mask, load_model, positions_from_mask
+from corea_jax.parallel.sharding import make_mesh
 from corea_jax.sampling import (
     Greedy,
     Sampler,
@@ -21,7 +22,6 @@ from corea_jax.sampling import (
     decode_step,
     prefill,
 )
-from corea_jax.sharding import make_mesh
 
 PROMPTS = [[5, 17, 99, 3, 250, 8, 41, 7, 300, 12], [44, 9, 13], [101, 102, 103, 104, 105, 106]]
 

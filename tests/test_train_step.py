@@ -13,7 +13,6 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 from tiny_models import TINY
 
-from corea_jax import grpo
 from corea_jax.errors import CoreaError
 from corea_jax.models import (
     CausalLM,
@@ -23,8 +22,9 @@ from corea_jax.models import (
     positions_from_mask,
     save_model,
 )
-from corea_jax.sharding import make_mesh
-from corea_jax.train_step import (
+from corea_jax.parallel.sharding import make_mesh
+from corea_jax.rl import grpo
+from corea_jax.rl.train_step import (
     OptimConfig,
     TrainState,
     completion_logprobs,

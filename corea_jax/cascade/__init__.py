@@ -7,7 +7,7 @@
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
 - `server`: `SimulatedLLMServer`, a loopback OpenAI-compatible server with fault injection
   (tests, benchmark, the offline demo's clearly labelled simulated LLM).
-- `cost`: `PriceTable` of `corea_jax.metrics.Price`, tokens x price per 1M tokens.
+- `cost`: `PriceTable` of `corea_jax.scoring.metrics.Price`, tokens x price per 1M tokens.
 - `sweep`: `CascadeData`, deferral, the threshold sweep, baselines, tau rules, AvgProb.
 - `report`: the Markdown table and the PNG plots.
 """
@@ -31,14 +31,6 @@ from corea_jax.cascade.report import (
     summary_table,
     write_report,
 )
-from corea_jax.cascade.server import (
-    FAULT_KINDS,
-    AnswerPolicy,
-    FaultSpec,
-    ServerStats,
-    SimulatedLLMServer,
-    serve_simulated_llm,
-)
 from corea_jax.cascade.sweep import (
     DEFAULT_GRID,
     TAU_RULES,
@@ -58,6 +50,14 @@ from corea_jax.cascade.sweep import (
     tau_at_llm_pass,
     tau_for_budget,
     tau_within_llm,
+)
+from corea_jax.testing.llm_server import (
+    FAULT_KINDS,
+    AnswerPolicy,
+    FaultSpec,
+    ServerStats,
+    SimulatedLLMServer,
+    serve_simulated_llm,
 )
 
 __all__ = [

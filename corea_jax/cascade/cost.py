@@ -4,8 +4,8 @@ The paper reports cost relative to "LLM alone" but leaves the cost model open [o
 
 - Every model, the SLM included, is priced like a serverless API: `input_per_mtok` US dollars
   per million prompt tokens plus `output_per_mtok` per million completion tokens
-  (`corea_jax.metrics.Price`, the project's one price type). The SLM is charged even though it
-  may run locally, because a deferred question pays for both generations (no router runs
+  (`corea_jax.scoring.metrics.Price`, the project's one price type). The SLM is charged even
+  though it may run locally, because a deferred question pays for both generations (no router runs
   before generation) and leaving the SLM out would flatter the cascade.
 - A question's system cost is `slm_cost + defer * llm_cost` (`cascade_cost`). The LLM-only
   baseline pays `llm_cost` alone: it never runs the SLM.
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from corea_jax.errors import CoreaError
-from corea_jax.metrics import Price
+from corea_jax.scoring.metrics import Price
 
 PER_MILLION = 1_000_000
 

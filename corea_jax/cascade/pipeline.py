@@ -30,7 +30,7 @@ points), `report.md` and `report/GROUP/*.png`. `evaluate` writes `eval/metrics.j
 `eval/metrics.csv`, `eval/NAME.jsonl` and `eval/reliability.png`.
 
 With `llm.simulated=True` the LLM is `SimulatedLLMServer` on loopback, answering with the gold
-answer at `llm.simulated_accuracy` (`corea_jax.cascade.simulated`); every output says so.
+answer at `llm.simulated_accuracy` (`corea_jax.testing.simulated_llm`); every output says so.
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def _model_dir(config, workdir: Path, questions) -> Path:
 
 
 def _grader(config):
-    from corea_jax.grading import GradingOptions
-    from corea_jax.grading_workers import Grader
+    from corea_jax.scoring.grading import GradingOptions
+    from corea_jax.scoring.grading_workers import Grader
 
     return Grader(
         workers=config.grading.workers,
@@ -149,7 +149,7 @@ def slm_pass(config, workdir: Path, questions, grader) -> tuple[dict, SLMAnswere
 
 
 def _calibration(rows, n_bins: int, invalid: float) -> dict:
-    from corea_jax.metrics import calibration_summary
+    from corea_jax.scoring.metrics import calibration_summary
 
     return calibration_summary(
         np.array([r["correct"] for r in rows], bool),
@@ -203,7 +203,7 @@ def evaluate(config, workdir) -> dict:
 
 
 def _avgprob_auroc(rows):
-    from corea_jax.metrics import auroc
+    from corea_jax.scoring.metrics import auroc
 
     p = np.array([np.nan if r["avgprob"] is None else r["avgprob"] for r in rows])
     c = np.array([r["correct"] for r in rows], bool)
@@ -239,8 +239,8 @@ def _llm_endpoint(config, questions):
     if not llm.simulated:
         yield LLMEndpoint(llm.base_url, llm.model, llm.api_key_env or None), None
         return
-    from corea_jax.cascade.server import SimulatedLLMServer
-    from corea_jax.cascade.simulated import gold_answer_policy
+    from corea_jax.testing.llm_server import SimulatedLLMServer
+    from corea_jax.testing.simulated_llm import gold_answer_policy
 
     by_level = dict(llm.get("simulated_accuracy_by_level", None) or {})
 

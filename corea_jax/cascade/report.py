@@ -8,7 +8,7 @@
 - `plot_reliability`: one reliability diagram per confidence signal (accuracy per confidence bin
   against the diagonal, bin counts underneath), ECE and AUROC in each title.
 
-ECE, AUROC and the reliability bins come from `corea_jax.metrics.calibration_summary` (10
+ECE, AUROC and the reliability bins come from `corea_jax.scoring.metrics.calibration_summary` (10
 equal-width bins by default; invalid confidences count as 0, the paper's default). Plots use
 matplotlib's `Figure` directly (Agg canvas, no pyplot state), so they are safe from any thread
 and need no display.
@@ -172,7 +172,7 @@ def plot_reliability(
 
     Confidence is NaN where invalid; such answers count as `invalid_confidence` (default 0).
     """
-    from corea_jax.metrics import calibration_summary
+    from corea_jax.scoring.metrics import calibration_summary
 
     names = list(series)
     fig, axes = _figure(2, len(names), size=(4.0 * len(names), 5.2), height_ratios=(3, 1))

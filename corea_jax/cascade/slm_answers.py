@@ -240,7 +240,7 @@ def _finite(x) -> float | None:
 def output_format(name: str, kind: str):
     """The parsing layout for answers to a question of `kind`: multiple choice reduces the answer
     to a letter where one can be read."""
-    from corea_jax import parsing
+    from corea_jax.scoring import parsing
 
     fmt = parsing.get_format(name)
     if kind == "choice" and fmt.choice_letters is None:
@@ -251,8 +251,8 @@ def output_format(name: str, kind: str):
 def grade_texts(records, texts: Sequence[str], fmt_name: str, grader) -> list[dict]:
     """Parses and grades one completion per record: answer, confidence (None when invalid),
     format_ok, correct, grade_method."""
-    from corea_jax.grading import GradeTask
-    from corea_jax.parsing import parse_completion
+    from corea_jax.scoring.grading import GradeTask
+    from corea_jax.scoring.parsing import parse_completion
 
     parsed = [
         parse_completion(t, output_format(fmt_name, r.kind))

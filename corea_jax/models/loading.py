@@ -30,7 +30,7 @@ from corea_jax.models import params as param_table
 from corea_jax.models import safetensors_io
 from corea_jax.models.config import ModelConfig
 from corea_jax.models.transformer import CausalLM
-from corea_jax.sharding import DEFAULT_RULES, Rules, named_sharding, to_host
+from corea_jax.parallel.sharding import DEFAULT_RULES, Rules, named_sharding, to_host
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"

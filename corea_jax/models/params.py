@@ -3,7 +3,7 @@
 A parameter is identified by its NNX path, e.g. `('model', 'layers', 3, 'self_attn', 'q_proj',
 'kernel')`. The HF name is the same path joined by dots, with flax's leaf names mapped to HF's
 (`kernel`/`embedding` -> `weight`); kernels are stored [in, out] here and [out, in] in HF, hence
-the transpose. Logical axes come from the module and leaf names (see `corea_jax.sharding`).
+the transpose. Logical axes come from the module and leaf names (see `corea_jax.parallel.sharding`).
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ from corea_jax.models.transformer import (
     init_cache,
     positions_from_mask,
 )
+from corea_jax.parallel.sharding import named_sharding, put_global, to_host
 from corea_jax.sampling.methods import Greedy, token_logprob
-from corea_jax.sharding import named_sharding, put_global, to_host
 
 FINISH_REASONS = ("length", "eos", "stop")
 GREEDY = Greedy()

@@ -1,4 +1,4 @@
-"""`corea-jax demo`: COREA's method end to end, offline, on a CPU (see corea_jax/demo.py).
+"""`corea-jax demo`: COREA's method end to end, offline, on a CPU (see corea_jax/cli/demo_run.py).
 
     corea-jax demo [--workdir DIR] [--config=configs/demo.py[:quick]] [--config.KEY=VALUE ...]
 
@@ -24,7 +24,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from corea_jax.demo import run as demo_run
+    from corea_jax.cli.demo_run import run as demo_run
     from corea_jax.errors import CoreaError
 
     if args.config is None:  # the CLI loads DEFAULT_CONFIG whenever it exists

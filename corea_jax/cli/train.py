@@ -5,7 +5,8 @@
 Checkpoints (orbax, keep-last-N), `metrics.jsonl` and the exported HF model directory
 (`DIR/export`) go to --workdir; running again with the same --workdir resumes from the latest
 checkpoint. The reward preset, loss and optimizer options are keys of the config (see
-configs/common.py). Multi-host: run the same command on every host (see corea_jax/distributed.py).
+configs/common.py). Multi-host: run the same command on every host (see
+corea_jax/parallel/distributed.py).
 """
 
 from pathlib import Path
@@ -28,8 +29,8 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.config is None:
         raise CoreaError("train needs --config=configs/FILE.py")
-    from corea_jax import distributed
-    from corea_jax.train import run as train_run
+    from corea_jax.parallel import distributed
+    from corea_jax.rl.train import run as train_run
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     train_run(args.config, args.workdir)

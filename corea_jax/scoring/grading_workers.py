@@ -15,10 +15,10 @@ runs in C where no signal handler gets a chance. So:
 - Identical tasks are graded once (GRPO groups repeat answers); gold parses are cached in each
   worker.
 
-Workers are plain `python -m corea_jax.grading_workers` processes talking over two pipes: nothing
-of the parent (JAX's threads, an unguarded `__main__`) is forked or re-imported, and a worker
-dies with its parent. A start or a replacement costs about a second of imports. Defaults
-where nothing is prescribed: `workers=os.cpu_count()`, `chunk_size=16`, `hard_grace_s=2.0`,
+Workers are plain `python -m corea_jax.scoring.grading_workers` processes talking over two
+pipes: nothing of the parent (JAX's threads, an unguarded `__main__`) is forked or
+re-imported, and a worker dies with its parent. A start or a replacement costs about a second
+of imports. Defaults where nothing is prescribed: `workers=os.cpu_count()`, `chunk_size=16`, `hard_grace_s=2.0`,
 `startup_s=60`.
 """
 
@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from corea_jax import grading
 from corea_jax.errors import CoreaError
-from corea_jax.grading import Grade, GradeTask, GradingOptions
+from corea_jax.scoring import grading
+from corea_jax.scoring.grading import Grade, GradeTask, GradingOptions
 
 
 def _worker_main(argv: list[str]) -> None:
@@ -51,7 +51,9 @@ def _worker_main(argv: list[str]) -> None:
     """
     if not argv:
         grading.warm_up()
-        print("corea_jax.grading_workers: math-verify imports and grades; workers can start")
+        print(
+            "corea_jax.scoring.grading_workers: math-verify imports and grades; workers can start"
+        )
         return
     conn_in = Connection(int(argv[0]), writable=False)
     conn_out = Connection(int(argv[1]), readable=False)
@@ -87,20 +89,20 @@ def _worker_main(argv: list[str]) -> None:
 
 
 class _Worker:
-    """One worker process (`python -m corea_jax.grading_workers`), its two pipes, and the
+    """One worker process (`python -m corea_jax.scoring.grading_workers`), its two pipes, and the
     tasks it holds, in the order it grades them."""
 
     def __init__(self, options: GradingOptions):
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         env = dict(os.environ)
-        root = str(Path(grading.__file__).resolve().parents[1])  # works from a bare checkout
+        root = str(Path(grading.__file__).resolve().parents[2])  # works from a bare checkout
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "corea_jax.grading_workers",
+                "corea_jax.scoring.grading_workers",
                 str(child_in),
                 str(child_out),
                 json.dumps(dataclasses.asdict(options)),
@@ -245,7 +247,7 @@ class Grader:
             if self._failed_starts >= 3:  # a broken install, not a bad answer
                 raise RuntimeError(
                     "grading workers keep dying before their first answer; run "
-                    f"`{sys.executable} -m corea_jax.grading_workers` to see why"
+                    f"`{sys.executable} -m corea_jax.scoring.grading_workers` to see why"
                 )
         else:
             self._failed_starts = 0

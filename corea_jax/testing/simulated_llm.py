@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from corea_jax.cascade.server import AnswerPolicy
+from corea_jax.testing.llm_server import AnswerPolicy
 
 _INT = re.compile(r"-?\d+")
 

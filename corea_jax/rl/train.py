@@ -38,15 +38,13 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from corea_jax import advantages as adv_lib
-from corea_jax import grpo, rewards
-from corea_jax import metrics as metrics_lib
 from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
-from corea_jax.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
-from corea_jax.sampling import Sampler, bucket, make_method
-from corea_jax.sharding import DEFAULT_RULES, named_sharding, put_global, to_host
-from corea_jax.train_step import (
+from corea_jax.parallel.sharding import DEFAULT_RULES, named_sharding, put_global, to_host
+from corea_jax.rl import advantages as adv_lib
+from corea_jax.rl import grpo, rewards
+from corea_jax.rl.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
+from corea_jax.rl.train_step import (
     Batch,
     OptimConfig,
     TrainState,
@@ -56,6 +54,8 @@ from corea_jax.train_step import (
     make_batch,
     make_optimizer,
 )
+from corea_jax.sampling import Sampler, bucket, make_method
+from corea_jax.scoring import metrics as metrics_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,8 +211,8 @@ class Trainer:
         return self._steps[key]
 
     def _grade(self, golds, kinds, answers) -> np.ndarray:
-        from corea_jax.grading import GradeTask
-        from corea_jax.grading_workers import Grader
+        from corea_jax.scoring.grading import GradeTask
+        from corea_jax.scoring.grading_workers import Grader
 
         if self._grader is None:
             self._grader = Grader(workers=self.loop.grading_workers)
@@ -225,7 +225,7 @@ class Trainer:
         self.checkpoints.wait_until_finished()
 
     def _rollout_batch(self, step: int, idx: np.ndarray) -> tuple[Batch, dict]:
-        from corea_jax.parsing import parse_groups
+        from corea_jax.scoring.parsing import parse_groups
 
         b, g = len(idx), self.rollout.group_size
         prompts = [self.task.prompts[i] for i in idx]
@@ -330,8 +330,8 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Greedy answers on the held-out task: pass@1, format rate, ECE, AUROC (`eval/...`)."""
-        from corea_jax.parsing import parse_completion
         from corea_jax.sampling.sampler import GREEDY
+        from corea_jax.scoring.parsing import parse_completion
 
         task = self.eval_task
         texts = []
@@ -579,10 +579,10 @@ def scratch_texts(config) -> list[str]:
 
 def run(config, workdir: str | Path) -> Path:
     """Trains as the config says; checkpoints, metrics and the exported model go to workdir."""
-    from corea_jax.advantages import AdvantageConfig
     from corea_jax.models import load_model, load_tokenizer
     from corea_jax.models.scratch import ScratchModel, build_scratch_model
-    from corea_jax.sharding import make_mesh
+    from corea_jax.parallel.sharding import make_mesh
+    from corea_jax.rl.advantages import AdvantageConfig
 
     workdir = Path(workdir)
     data = config.data
@@ -603,7 +603,7 @@ def run(config, workdir: str | Path) -> Path:
         if jax.process_count() > 1:  # the others wait until process 0 has written it
             from jax.experimental import multihost_utils
 
-            multihost_utils.sync_global_devices("corea_jax.train: initial model")
+            multihost_utils.sync_global_devices("corea_jax.rl.train: initial model")
     else:
         if not config.model.path:
             raise CoreaError("model.path: set a HF model directory (or model.scratch.enabled)")

@@ -13,7 +13,7 @@ Non-finite loss, gradients or updated parameters: the step keeps the old paramet
 optimizer state and reports `finite = 0`; the loop turns that into an error before anything is
 checkpointed.
 
-Modes: "grpo" (the clipped policy loss of `corea_jax.grpo`) and "sft" (token cross-entropy on
+Modes: "grpo" (the clipped policy loss of `corea_jax.rl.grpo`) and "sft" (token cross-entropy on
 the completion, for the supervised warm-up on reference traces).
 """
 
@@ -30,9 +30,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from corea_jax import grpo
 from corea_jax.errors import CoreaError
 from corea_jax.models.transformer import causal_mask, positions_from_mask
+from corea_jax.rl import grpo
 
 
 class TrainState(NamedTuple):

@@ -1,8 +1,8 @@
 """Reward kernels: the reward of each of G completions of B prompts, pure `jnp` over `[B, G]`.
 
 reward = w_c * correctness + w_f * format + w_cal * calibration, where
-- correctness c in {0, 1}: the verified answer (`corea_jax.grading`);
-- format f in {0, 1}: layout complete and confidence parseable (`corea_jax.parsing`);
+- correctness c in {0, 1}: the verified answer (`corea_jax.scoring.grading`);
+- format f in {0, 1}: layout complete and confidence parseable (`corea_jax.scoring.parsing`);
 - calibration = -distance(q, target), zero where the format failed (PAPER.md). q is the stated
   confidence. The target is the **group accuracy** p_hat = mean_j c_j over the G samples of
   the prompt (COREA), or the sample's own c (RLCR's Brier reward, `c - (q - c)^2`).

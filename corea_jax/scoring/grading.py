@@ -2,8 +2,8 @@
 
 `grade_answer(gold, answer, kind, choices)` returns a `Grade`. Kinds are data: `GRADERS` maps
 "math", "numeric", "choice" and "yesno" to small functions, and "auto" picks one from the gold
-(`resolve_kind`). Batches go through `corea_jax.grading_workers.Grader`, which runs this module
-in worker processes.
+(`resolve_kind`). Batches go through `corea_jax.scoring.grading_workers.Grader`, which runs
+this module in worker processes.
 
 - math: two cheap exact paths first (the answers are the same string after formatting-only
   normalisation; or both are plain numbers), then a screen that can only rule an answer out
@@ -53,7 +53,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from corea_jax.errors import CoreaError
-from corea_jax.parsing import extract_boxed, extract_choice_letter, extract_hash_answer
+from corea_jax.scoring.parsing import extract_boxed, extract_choice_letter, extract_hash_answer
 
 KINDS = ("auto", "math", "numeric", "choice", "yesno")
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from corea_jax import metrics as metrics_lib
 from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
 from corea_jax.models.scratch import ScratchModel
+from corea_jax.scoring import metrics as metrics_lib
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -47,7 +47,7 @@ def _trained(run_dir: Path, steps: int) -> bool:
     return bool(lines) and json.loads(lines[-1])["step"] >= steps
 
 
-BUNDLED_WARMUP = Path(__file__).resolve().parent / "assets" / "demo_warmup"
+BUNDLED_WARMUP = Path(__file__).resolve().parents[1] / "assets" / "demo_warmup"
 
 
 def warmup_settings(config) -> dict:
@@ -103,7 +103,7 @@ def _bundled_warm_start(config) -> Path | None:
 
 def warm_start(config, workdir: Path) -> Path:
     """Stage 1: the SFT warm start's model directory (bundled, given, reused or trained)."""
-    from corea_jax.train import run as train_run
+    from corea_jax.rl.train import run as train_run
 
     reuse = _bundled_warm_start(config)
     if reuse is not None:
@@ -133,7 +133,7 @@ def warm_start(config, workdir: Path) -> Path:
 
 def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
     from corea_jax.cascade import pipeline
-    from corea_jax.train import run as train_run
+    from corea_jax.rl.train import run as train_run
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from corea_jax import grading, metrics, parsing
 from corea_jax.errors import CoreaError
-from corea_jax.grading import GradeTask, GradingOptions
-from corea_jax.grading_workers import Grader
+from corea_jax.scoring import grading, metrics, parsing
+from corea_jax.scoring.grading import GradeTask, GradingOptions
+from corea_jax.scoring.grading_workers import Grader
 
 TAKES_CONFIG = True
 

@@ -31,7 +31,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"corea_jax.commands.{name}")
+        module = importlib.import_module(f"corea_jax.cli.{name}")
         p = sub.add_parser(
             name,
             help=help_text,
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         module = args._module
         if getattr(module, "TAKES_CONFIG", False):
-            from corea_jax.config_flags import load_config
+            from corea_jax.cli.config import load_config
 
             default = getattr(module, "DEFAULT_CONFIG", None)
             if args.config is None and default is not None and default.exists():

@@ -2,7 +2,7 @@
 
 Axis letters: R rows (prompts x samples, flattened: a row is one completion), T completion
 tokens, V vocab. The group axis is gone here on purpose: advantages are computed per group
-upstream (`corea_jax.advantages`, `[B, G]`) and each row carries its own.
+upstream (`corea_jax.rl.advantages`, `[B, G]`) and each row carries its own.
 
 Loss, per completion token t of row r (PPO-style clipping, Schulman et al.; GRPO, Shao et al.):
 
