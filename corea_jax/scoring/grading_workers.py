@@ -16,10 +16,10 @@ runs in C where no signal handler gets a chance. So:
   worker.
 
 Workers are plain `python -m corea_jax.scoring.grading_workers` processes talking over two
-pipes: nothing of the parent (JAX's threads, an unguarded `__main__`) is forked or
-re-imported, and a worker dies with its parent. A start or a replacement costs about a second
-of imports. Defaults where nothing is prescribed: `workers=os.cpu_count()`, `chunk_size=16`, `hard_grace_s=2.0`,
-`startup_s=60`.
+pipes: nothing of the parent (JAX's threads, an unguarded `__main__`) is forked or re-imported,
+and a worker dies with its parent. A start or a replacement costs about a second of imports.
+Defaults where nothing is prescribed: `workers=os.cpu_count()`, `chunk_size=16`,
+`hard_grace_s=2.0`, `startup_s=60`.
 """
 
 from __future__ import annotations
