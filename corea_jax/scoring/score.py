@@ -58,7 +58,7 @@ class Scored:
     """R scored completions. Arrays are [R]; strings stay lists (they never enter a jit)."""
 
     answer: list[str | None]
-    confidence: np.ndarray  # [R] float32, NaN where invalid
+    confidence: np.ndarray  # [R] float64 (as stated, not rounded), NaN where invalid
     confidence_valid: np.ndarray  # [R] bool
     format_ok: np.ndarray  # [R] bool
     correct: np.ndarray  # [R] bool
@@ -122,14 +122,16 @@ def score_texts(
     """
     if len(texts) != len(items):
         raise ValueError(f"{len(texts)} texts for {len(items)} items")
-    parsed = [parsing.parse_completion(t, item_format(fmt, i)) for t, i in zip(texts, items)]
+    parsed = [
+        parsing.parse_completion(t, item_format(fmt, i)) for t, i in zip(texts, items, strict=True)
+    ]
     grades = grader.grade(
-        [GradeTask(i.gold, p.answer, i.kind, i.choices) for i, p in zip(items, parsed)]
+        [GradeTask(i.gold, p.answer, i.kind, i.choices) for i, p in zip(items, parsed, strict=True)]
     )
     return Scored(
         answer=[p.answer for p in parsed],
         confidence=np.array(
-            [np.nan if p.confidence is None else p.confidence for p in parsed], np.float32
+            [np.nan if p.confidence is None else p.confidence for p in parsed], np.float64
         ),
         confidence_valid=np.array([p.confidence_valid for p in parsed], bool),
         format_ok=np.array([p.format_ok for p in parsed], bool),
