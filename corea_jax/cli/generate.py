@@ -87,11 +87,7 @@ def run(args) -> int:
     rows = read_prompts(args)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, dtype=jnp.dtype(args.dtype))
-    eos = set(model.config.eos_token_ids)
-    if tokenizer.eos_token_id is not None:
-        eos.add(tokenizer.eos_token_id)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    sampler = Sampler(model, eos_ids=sorted(eos), pad_id=pad)
+    sampler = Sampler.for_tokenizer(model, tokenizer)
     method = make_method(args.temperature, args.top_k, args.top_p)
     prompts = [
         tokenizer(prompt_text(r, tokenizer, args.chat), add_special_tokens=False)["input_ids"]

@@ -276,6 +276,16 @@ class Sampler:
             raise CoreaError(f"decode_segments must be >= 1, got {decode_segments}")
         self.decode_segments = decode_segments
 
+    @classmethod
+    def for_tokenizer(cls, model: CausalLM, tokenizer, **kwargs) -> Sampler:
+        """A sampler that stops at the model's EOS ids and the tokenizer's, padding with the
+        tokenizer's pad id (0 when it has none): the one place these are decided."""
+        eos = set(model.config.eos_token_ids)
+        if tokenizer.eos_token_id is not None:
+            eos.add(tokenizer.eos_token_id)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return cls(model, eos_ids=sorted(eos), pad_id=pad, **kwargs)
+
     def kv_cache_bytes(self, rows: int, slots: int) -> int:
         cfg = self.config
         itemsize = jnp.dtype(self.state["model"]["embed_tokens"]["embedding"][...].dtype).itemsize
