@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from corea_jax.sampling import Greedy, Temperature, TopK, TopP
-from corea_jax.sampling.methods import first_argmax, inverse_cdf_sample, token_logprob
+from corea_jax.sampling.methods import first_argmax, inverse_cdf_sample, token_logprobs
 
 
 @pytest.mark.parametrize("vocab", [5, 300, 4099])
@@ -46,7 +46,7 @@ def test_draw_returns_tokens_and_processed_logprobs(method):
     keys = jax.random.split(jax.random.key(2), 8)
     tokens, processed_lp = jax.jit(method.draw)(logits, keys)
     assert tokens.dtype == jnp.int32 and tokens.shape == (8,)
-    expected = token_logprob(jax.nn.log_softmax(method.processed_logits(logits)), tokens)
+    expected = token_logprobs(jax.nn.log_softmax(method.processed_logits(logits)), tokens)
     np.testing.assert_allclose(processed_lp, expected, atol=1e-5)
     assert np.all(np.isfinite(processed_lp))  # drawn from inside the processed support
     if isinstance(method, Greedy):

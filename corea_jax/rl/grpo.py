@@ -75,10 +75,7 @@ def loss_weights(mask: jax.Array, config: LossConfig) -> jax.Array:
     return AGGREGATIONS[config.aggregation](mask.astype(jnp.float32), config)
 
 
-def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """logits [..., V] (float32), targets [...] int -> log p(target) [...]."""
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    return picked - jax.nn.logsumexp(logits, axis=-1)
+from corea_jax.sampling.methods import token_logprobs  # noqa: E402, F401  (its one home)
 
 
 def token_entropy(logits: jax.Array) -> jax.Array:

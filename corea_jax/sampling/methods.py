@@ -37,10 +37,14 @@ def first_argmax(x: jax.Array) -> jax.Array:
     return jnp.minimum(first, x.shape[-1] - 1)  # a NaN row has no maximum: clamp into range
 
 
-def token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    """logits [B, V], tokens [B] -> [B] float32 log-softmax(logits) at the tokens."""
-    chosen = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
-    return chosen - jax.nn.logsumexp(logits, axis=-1)
+def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """logits [..., V] float32, targets [...] int -> [...] log-softmax(logits) at the targets.
+
+    Any leading shape: the sampler's [B, V] rows of one decode step and GRPO's [B, C, V]
+    completion tokens use this one function.
+    """
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
 def _last_positive(weights: jax.Array) -> jax.Array:
@@ -109,7 +113,7 @@ class Temperature:
         sampler also computes; XLA merges the two identical computations."""
         processed = self.processed_logits(logits)
         tokens = inverse_cdf_sample(processed, row_uniforms(keys))
-        return tokens, token_logprob(processed, tokens)
+        return tokens, token_logprobs(processed, tokens)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,7 @@ from corea_jax.models.transformer import (
     positions_from_mask,
 )
 from corea_jax.parallel.sharding import named_sharding, put_global, to_host
-from corea_jax.sampling.methods import Greedy, token_logprob
+from corea_jax.sampling.methods import Greedy, token_logprobs
 
 FINISH_REASONS = ("length", "eos", "stop")
 GREEDY = Greedy()
@@ -185,7 +185,7 @@ def _generate(
         """Draws token `step` from st.logits and records it -> (state, tokens [B])."""
         keys = jax.vmap(jax.random.fold_in, (0, None))(st.row_keys, st.step)
         tok, proc_lp = method.draw(st.logits, keys)
-        model_lp = token_logprob(st.logits, tok)
+        model_lp = token_logprobs(st.logits, tok)
         active = ~st.done
         column = lambda buf, value, fill: jax.lax.dynamic_update_slice(  # noqa: E731
             buf, jnp.where(active, value, fill)[:, None].astype(buf.dtype), (0, st.step)
