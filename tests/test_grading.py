@@ -18,7 +18,7 @@ from corea_jax.errors import CoreaError
 from corea_jax.scoring import grading
 from corea_jax.scoring.grading import (
     GradeTask,
-    GradingOptions,
+    GradingConfig,
     constant_value,
     grade_answer,
     numbers_equal,
@@ -33,7 +33,7 @@ from corea_jax.scoring.grading_workers import Grader, grade_batch
 def grader():
     # 2 s per answer instead of 5: a few real gold pairs (DeepMath's 8^{8^9} against another
     # row's answer) run into the limit, and each costs its full length.
-    with Grader(workers=2, options=GradingOptions(time_limit_s=2.0)) as g:
+    with Grader(workers=2, options=GradingConfig(time_limit_s=2.0)) as g:
         yield g
 
 
@@ -292,12 +292,12 @@ def test_cheap_paths_never_raise(text):
     assert c is None or not math.isnan(c)
     parse_yes_no(text)
     for kind, gold in (("choice", "B"), ("yesno", "Yes"), ("numeric", "12")):
-        grade = grade_answer(gold, text, kind, options=GradingOptions(time_limit_s=2.0))
+        grade = grade_answer(gold, text, kind, options=GradingConfig(time_limit_s=2.0))
         assert isinstance(grade.correct, bool)
 
 
 def test_soft_time_limit_stops_a_pathological_answer_in_process():
-    options = GradingOptions(time_limit_s=0.5, max_answer_chars=None)
+    options = GradingConfig(time_limit_s=0.5, max_answer_chars=None)
     grade = grade_answer("5", "\\boxed{10^{10^{10^{10}}}}", "math", options=options)
     assert grade == grading.Grade(False, "timeout", "grading took over 0.5 s")
 
@@ -316,7 +316,7 @@ PATHOLOGICAL = [
 
 
 def test_pathological_answers_neither_hang_nor_crash_a_batch():
-    options = GradingOptions(time_limit_s=1.0, max_answer_chars=None)
+    options = GradingConfig(time_limit_s=1.0, max_answer_chars=None)
     tasks = [GradeTask("5", a, "math") for a in PATHOLOGICAL]
     tasks += [GradeTask("\\frac{1}{2}", "0.5"), GradeTask("B", "(B)"), GradeTask("7", "7")]
     with Grader(workers=2, options=options, hard_grace_s=2.0) as g:
@@ -346,7 +346,7 @@ def _stall_first_busy_worker(g, seconds, sig):
 def test_a_stuck_or_dead_worker_costs_one_answer(sig, method):
     """A worker silent past the hard limit (SIGSTOP: like a long C call) is killed; one that
     dies is replaced. Either way only the answer it held is lost."""
-    options = GradingOptions(time_limit_s=2.0, max_answer_chars=None)
+    options = GradingConfig(time_limit_s=2.0, max_answer_chars=None)
     slow = GradeTask("5", "\\boxed{10^{10^{10^{10}}}}", "math")
     rest = [GradeTask(str(i), str(i), "numeric") for i in range(20)]
     with Grader(workers=1, options=options, hard_grace_s=0.5) as g:

@@ -122,12 +122,12 @@ def _model_dir(config, workdir: Path, questions) -> Path:
 
 
 def _grader(config):
-    from corea_jax.scoring.grading import GradingOptions
+    from corea_jax.scoring.grading import GradingConfig
     from corea_jax.scoring.grading_workers import Grader
 
     return Grader(
         workers=config.grading.workers,
-        options=GradingOptions(time_limit_s=config.grading.time_limit_s),
+        options=GradingConfig(time_limit_s=config.grading.time_limit_s),
     )
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import grading, metrics, parsing
-from corea_jax.scoring.grading import GradeTask, GradingOptions
+from corea_jax.scoring.grading import GradeTask, GradingConfig
 from corea_jax.scoring.grading_workers import Grader
 
 TAKES_CONFIG = True
@@ -197,7 +197,7 @@ def run(args) -> int:
     rows = read_rows(args.completions)
     out_dir = args.output or args.completions.with_suffix(".eval")
     workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, len(rows))
-    with Grader(workers=workers, options=GradingOptions(time_limit_s=args.time_limit)) as grader:
+    with Grader(workers=workers, options=GradingConfig(time_limit_s=args.time_limit)) as grader:
         scored = score_rows(rows, fmt, grader)
     summary = summarize(scored, args.bins, args.invalid_confidence)
     summary["input"] = str(args.completions)

@@ -31,7 +31,7 @@ still take unbounded time or memory (`10^10^10^10`, a 100k-character expression)
 - `Grader` adds the hard limits: a worker that overruns is killed and replaced, and one that
   dies (memory limit, crash) costs only the answer it was grading.
 
-Defaults where nothing is prescribed (all fields of `GradingOptions`): `time_limit_s=5.0`
+Defaults where nothing is prescribed (all fields of `GradingConfig`): `time_limit_s=5.0`
 (math-verify's own default), `max_answer_chars=2000` (the longest gold answer in the shipped
 data is under 500), `float_rounding=6` (math-verify's default: a repeating decimal such as
 1/3 equals 0.333333; two finite decimals must match exactly), `choice_letters="ABCDEFGHIJ"`,
@@ -59,7 +59,7 @@ KINDS = ("auto", "math", "numeric", "choice", "yesno")
 
 
 @dataclasses.dataclass(frozen=True)
-class GradingOptions:
+class GradingConfig:
     """Limits and tolerances of grading; see the module docstring for why each default."""
 
     time_limit_s: float = 5.0
@@ -70,7 +70,7 @@ class GradingOptions:
 
     def __post_init__(self):
         if not self.time_limit_s > 0:
-            raise CoreaError(f"GradingOptions.time_limit_s={self.time_limit_s}: must be > 0")
+            raise CoreaError(f"GradingConfig.time_limit_s={self.time_limit_s}: must be > 0")
 
 
 class Grade(NamedTuple):
@@ -568,7 +568,7 @@ def normalize_choices(choices) -> tuple[tuple[str, str], ...] | None:
 def check_task(gold, answer, kind="auto", choices=None, options=None) -> str:
     """The grader kind for this task; raises `CoreaError` when the gold answer, kind or options
     are unusable (the caller's data is wrong, not the model)."""
-    options = GradingOptions() if options is None else options
+    options = GradingConfig() if options is None else options
     if not isinstance(gold, str):
         raise CoreaError(f"gold answer: expected a string, got {type(gold).__name__}")
     if answer is not None and not isinstance(answer, str):
@@ -590,14 +590,14 @@ def grade_answer(
     answer: str | None,
     kind: str = "auto",
     choices: Sequence | None = None,
-    options: GradingOptions | None = None,
+    options: GradingConfig | None = None,
 ) -> Grade:
     """Grade one answer in this process, under the soft time limit.
 
     A bad gold answer or kind raises `CoreaError` (a caller's mistake); anything that goes
     wrong with the model's answer is a wrong `Grade` with a reason, never an exception.
     """
-    options = GradingOptions() if options is None else options
+    options = GradingConfig() if options is None else options
     choices = normalize_choices(choices)
     kind = check_task(gold, answer, kind, choices, options)
     if answer is None or not answer.strip():

@@ -40,13 +40,13 @@ from pathlib import Path
 
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import grading
-from corea_jax.scoring.grading import Grade, GradeTask, GradingOptions
+from corea_jax.scoring.grading import Grade, GradeTask, GradingConfig
 
 
 def _worker_main(argv: list[str]) -> None:
     """Worker loop: receive chunks of (index, task), send back (index, Grade) per task.
 
-    argv: the read fd, the write fd, and the `GradingOptions` as JSON; with no arguments, a
+    argv: the read fd, the write fd, and the `GradingConfig` as JSON; with no arguments, a
     self-check of the imports (what to run when workers will not start).
     """
     if not argv:
@@ -57,7 +57,7 @@ def _worker_main(argv: list[str]) -> None:
         return
     conn_in = Connection(int(argv[0]), writable=False)
     conn_out = Connection(int(argv[1]), readable=False)
-    options = GradingOptions(**json.loads(argv[2]))
+    options = GradingConfig(**json.loads(argv[2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if sys.platform.startswith("linux"):  # die with the parent, even inside a long C call
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -92,7 +92,7 @@ class _Worker:
     """One worker process (`python -m corea_jax.scoring.grading_workers`), its two pipes, and the
     tasks it holds, in the order it grades them."""
 
-    def __init__(self, options: GradingOptions):
+    def __init__(self, options: GradingConfig):
         child_in, to_child = os.pipe()
         from_child, child_out = os.pipe()
         env = dict(os.environ)
@@ -139,7 +139,7 @@ class Grader:
     Args:
       workers: worker processes (default `os.cpu_count()`); 0 grades in this process, with only
         the soft time limit (and only on the main thread): for debugging.
-      options: `GradingOptions` (time and memory limits, tolerances).
+      options: `GradingConfig` (time and memory limits, tolerances).
       chunk_size: tasks sent to a worker at a time (fewer, larger messages).
       hard_grace_s: how far past `options.time_limit_s` a silent worker is killed.
       startup_s: extra time a new worker gets for its first answer (imports, warm-up).
@@ -148,12 +148,12 @@ class Grader:
     def __init__(
         self,
         workers: int | None = None,
-        options: GradingOptions | None = None,
+        options: GradingConfig | None = None,
         chunk_size: int = 16,
         hard_grace_s: float = 2.0,
         startup_s: float = 60.0,
     ):
-        self.options = GradingOptions() if options is None else options
+        self.options = GradingConfig() if options is None else options
         self.n_workers = (os.cpu_count() or 1) if workers is None else workers
         if self.n_workers < 0 or chunk_size < 1:
             raise CoreaError(f"Grader: workers={workers}, chunk_size={chunk_size} out of range")
@@ -264,7 +264,7 @@ class Grader:
 def grade_batch(
     tasks: Sequence[GradeTask],
     workers: int | None = None,
-    options: GradingOptions | None = None,
+    options: GradingConfig | None = None,
 ) -> list[Grade]:
     """Grade `tasks` with a temporary `Grader` (start-up costs about a second; keep a `Grader`
     open across batches in a training loop)."""
