@@ -1,81 +1,58 @@
-"""grain batching: epochs cover every record once, seeds fix the order, state resumes exactly."""
+"""The training data order: per-epoch permutations cut into batches, state resumes exactly."""
 
 import json
 
+import numpy as np
 import pytest
 
-from corea_jax.data import DataError, SyntheticTask, make_split, record_batches
-
-RECORDS = make_split(SyntheticTask(), "train", 50)
+from corea_jax.data import DataError, epoch_order, index_batches
 
 
-def ids(batch):
-    return [r.id for r in batch]
+def _reference_indices(n, batch, step, seed):
+    """The trainer's order before it read through grain, written out longhand."""
+    flat = np.arange(step * batch, (step + 1) * batch)
+    return np.array([epoch_order(n, seed, i // n)[i % n] for i in flat])
 
 
-def test_one_epoch_covers_every_record_once_with_a_short_last_batch():
-    batches = list(record_batches(RECORDS, batch_size=8, seed=0))
-    assert [len(b) for b in batches] == [8] * 6 + [2]
-    flat = [i for b in batches for i in ids(b)]
-    assert sorted(flat) == sorted(r.id for r in RECORDS)
-    assert flat != [r.id for r in RECORDS]  # shuffled
-    dropped = list(record_batches(RECORDS, batch_size=8, seed=0, drop_remainder=True))
-    assert [len(b) for b in dropped] == [8] * 6
+@pytest.mark.parametrize("n, batch, seed", [(8, 2, 0), (50, 8, 3), (7, 3, 1), (5, 16, 2)])
+def test_batches_follow_the_per_epoch_permutations(n, batch, seed):
+    batches = index_batches(n, batch_size=batch, seed=seed, num_batches=12)
+    got = list(batches.to_iter_dataset())
+    assert len(got) == 12
+    for step, b in enumerate(got):
+        np.testing.assert_array_equal(b, _reference_indices(n, batch, step, seed))
+        np.testing.assert_array_equal(batches[step], b)  # random access agrees
 
 
-def test_seed_fixes_the_order_and_each_epoch_is_a_new_permutation():
-    first = [ids(b) for b in record_batches(RECORDS, batch_size=10, seed=1, num_epochs=2)]
-    again = [ids(b) for b in record_batches(RECORDS, batch_size=10, seed=1, num_epochs=2)]
-    other = [ids(b) for b in record_batches(RECORDS, batch_size=10, seed=2, num_epochs=2)]
-    assert first == again and first != other
-    epoch1, epoch2 = sum(first[:5], []), sum(first[5:], [])
-    assert sorted(epoch1) == sorted(epoch2) and epoch1 != epoch2
-    in_order = sum(
-        (ids(b) for b in record_batches(RECORDS, batch_size=10, seed=0, shuffle=False)), []
-    )
-    assert in_order == [r.id for r in RECORDS]
+def test_each_epoch_is_a_full_pass_and_a_new_permutation():
+    flat = np.concatenate(list(index_batches(50, batch_size=10, seed=1, num_batches=10)))
+    epoch1, epoch2 = flat[:50], flat[50:]
+    assert sorted(epoch1) == sorted(epoch2) == list(range(50))
+    assert not np.array_equal(epoch1, epoch2)
+    other = np.concatenate(list(index_batches(50, batch_size=10, seed=2, num_batches=10)))
+    assert not np.array_equal(flat, other)
+
+
+def test_order_does_not_depend_on_the_number_of_batches():
+    short = list(index_batches(9, batch_size=4, seed=0, num_batches=3))
+    long = list(index_batches(9, batch_size=4, seed=0, num_batches=7))
+    np.testing.assert_array_equal(np.stack(short), np.stack(long[:3]))
 
 
 def test_iterator_state_is_json_and_resumes_exactly():
-    batches = record_batches(RECORDS, batch_size=4, seed=3, num_epochs=None)
+    batches = index_batches(50, batch_size=4, seed=3, num_batches=40).to_iter_dataset()
     it = iter(batches)
     for _ in range(20):  # past the end of the first epoch
         next(it)
     state = json.loads(json.dumps(it.get_state()))
-    expected = [ids(next(it)) for _ in range(5)]
+    expected = [next(it).tolist() for _ in range(5)]
     resumed = iter(batches)
     resumed.set_state(state)
-    assert [ids(next(resumed)) for _ in range(5)] == expected
+    assert [next(resumed).tolist() for _ in range(5)] == expected
 
 
-def test_shards_are_disjoint_and_cover_the_data():
-    shards = [
-        {
-            i
-            for b in record_batches(RECORDS, batch_size=5, seed=0, shard_index=k, shard_count=3)
-            for i in ids(b)
-        }
-        for k in range(3)
-    ]
-    assert not (shards[0] & shards[1] or shards[0] & shards[2] or shards[1] & shards[2])
-    assert set().union(*shards) == {r.id for r in RECORDS}
-
-
-def test_transform_is_applied_per_item():
-    batches = record_batches(RECORDS, batch_size=7, seed=0, transform=lambda r: len(r.question))
-    assert sorted(x for b in batches for x in b) == sorted(len(r.question) for r in RECORDS)
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"batch_size": 0}, "batch_size must be positive"),
-        ({"shard_index": 2, "shard_count": 2}, "shard_index < shard_count"),
-        ({"num_epochs": 0}, "num_epochs must be positive"),
-    ],
-)
-def test_bad_arguments_are_data_errors(kwargs, message):
-    with pytest.raises(DataError, match=message):
-        record_batches(RECORDS, **{"batch_size": 4, "seed": 0, **kwargs})
+def test_bad_arguments_are_data_errors():
+    with pytest.raises(DataError, match="batch_size"):
+        index_batches(10, batch_size=0, seed=0, num_batches=1)
     with pytest.raises(DataError, match="source is empty"):
-        record_batches([], batch_size=4, seed=0)
+        index_batches(0, batch_size=4, seed=0, num_batches=1)

@@ -7,7 +7,7 @@
   prompts.py        PromptTemplates, render_prompt / encode_prompt via the chat template
   synthetic.py      SyntheticTask, make_split, reference_completion, warmup_confidence
   tfds_builders.py  the CoreaData TFDS builder (array_record, no TensorFlow), record_source
-  pipeline.py       record_batches: grain shuffling / batching with resumable state
+  pipeline.py       index_batches: the training data order (grain), resumable state
 
 `tfds_builders` and `pipeline` import tensorflow-datasets and grain, which take a second to
 import; their names are loaded on first use so that reading a file does not pay for them.
@@ -54,7 +54,8 @@ _LAZY = {
     "prepare": "tfds_builders",
     "record_source": "tfds_builders",
     "record_from_example": "tfds_builders",
-    "record_batches": "pipeline",
+    "epoch_order": "pipeline",
+    "index_batches": "pipeline",
 }
 
 

@@ -1,73 +1,61 @@
-"""Shuffled batches of records with grain, resumable from a saved iterator state.
+"""The training data order, as a grain dataset of index batches with resumable iterator state.
 
-    batches = record_batches(records, batch_size=8, seed=0)     # a grain.IterDataset
-    it = iter(batches)
-    first = next(it)                  # list[Record] of length 8
-    state = it.get_state()            # a small JSON-serialisable dict; save it with a checkpoint
+    batches = index_batches(len(records), batch_size=8, seed=0, num_batches=100)
+    it = iter(batches)                # a grain iterator
+    first = next(it)                  # [8] int64 indices into `records`
+    state = it.get_state()            # {"next_index": 1}: saved with the checkpoint
     ...
     it = iter(batches); it.set_state(state)   # continues exactly where `state` was taken
+    batches[k]                        # batch k, by random access (the same as the k-th next)
 
-`records` is any random-access source: a tuple from `read_dataset` / `make_split`, or a
-`RecordSource` over a prepared TFDS split. Batches are plain lists of records, not arrays: text
-stays on the host until the prompt is rendered and tokenised (arrays in the core, strings at the
-edge). The iterator can also be checkpointed with orbax through `grain.checkpoint`.
+The order: the batches cut the concatenation of per-epoch permutations, epoch e being
+`np.random.default_rng([seed, e]).permutation(n)`, into consecutive slices of `batch_size`;
+batch k is positions k*B .. k*B + B - 1 of it. A batch may straddle two epochs, every epoch is a
+full pass before the next begins, and the order never depends on how many batches are asked for
+(a run extended from 100 to 200 steps sees the same first 100 batches). [open: the paper does
+not describe its data order.]
 
-Defaults [open: the paper does not describe its data order]: shuffled with a fresh permutation
-each epoch (every epoch is a full pass before the next begins), the last partial batch of the
-last epoch kept (`drop_remainder=False`), and one epoch (`num_epochs=None` repeats forever).
+Batches hold indices, not records: the source (a tuple from `read_dataset` / `make_split`, or
+a `RecordSource` over a prepared TFDS split) is indexed by the caller, and text stays on the
+host until the prompt is rendered and tokenised (arrays in the core, strings at the edge).
+
+No per-host shard: the trainer's rollout is one SPMD program over the *global* batch, whose
+host inputs must be the same on every process (`corea_jax.parallel.sharding.put_global`), so
+every host reads the whole batch; only the devices' slices of the arrays differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import functools
 
 import grain
+import numpy as np
 
 from corea_jax.data.records import DataError
 
 
-def record_batches(
-    records: Sequence[Any],
-    *,
-    batch_size: int,
-    seed: int,
-    shuffle: bool = True,
-    num_epochs: int | None = 1,
-    drop_remainder: bool = False,
-    shard_index: int = 0,
-    shard_count: int = 1,
-    transform: Callable[[Any], Any] | None = None,
-) -> grain.IterDataset:
-    """Batches of `batch_size` items of `records` (lists), shuffled by `seed`.
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """[n] the permutation of epoch `epoch`."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
-    Args:
-      records: a random-access source (len and integer indexing).
-      batch_size: items per batch.
-      seed: shuffle seed; the same seed gives the same order.
-      shuffle: False keeps source order.
-      num_epochs: passes over the data; None repeats forever.
-      drop_remainder: drop a final batch shorter than `batch_size`.
-      shard_index / shard_count: this host's slice of the data (records
-        shard_index, shard_index + shard_count, ...), taken before shuffling, so hosts never
-        share a record.
-      transform: applied to each item before batching (e.g. rendering and tokenising prompts).
-    """
-    if batch_size < 1:
-        raise DataError(f"batch_size must be positive, got {batch_size}")
-    if not 0 <= shard_index < shard_count:
-        raise DataError(f"need 0 <= shard_index < shard_count, got {shard_index}, {shard_count}")
-    if num_epochs is not None and num_epochs < 1:
-        raise DataError(f"num_epochs must be positive or None, got {num_epochs}")
-    if len(records) == 0:
-        raise DataError("record_batches: the record source is empty")
-    dataset = grain.MapDataset.source(records)
-    if shard_count > 1:
-        dataset = dataset[shard_index::shard_count]
-    if shuffle:  # shuffle before repeat: grain then draws a fresh permutation for every epoch
-        dataset = dataset.shuffle(seed=seed)
-    dataset = dataset.repeat(num_epochs)
-    if transform is not None:
-        dataset = dataset.map(transform)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, batch_fn=list)
-    return dataset.to_iter_dataset()
+
+class _PositionToIndex:
+    """Flat position p -> epoch_order(n, seed, p // n)[p % n] (one epoch's order cached)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._order = functools.lru_cache(maxsize=2)(lambda e: epoch_order(n, seed, e))
+
+    def __call__(self, position) -> int:
+        epoch, i = divmod(int(position), self.n)
+        return int(self._order(epoch)[i])
+
+
+def index_batches(n: int, *, batch_size: int, seed: int, num_batches: int) -> grain.MapDataset:
+    """`num_batches` batches of `batch_size` indices in [0, n), in the order described above."""
+    if n < 1:
+        raise DataError("index_batches: the record source is empty")
+    if batch_size < 1 or num_batches < 0:
+        raise DataError(f"batch_size ({batch_size}) must be positive, num_batches >= 0")
+    positions = grain.MapDataset.range(num_batches * batch_size)
+    return positions.map(_PositionToIndex(n, seed)).batch(batch_size)
