@@ -20,15 +20,10 @@ used only while the warmup_* settings below are unchanged, and the commands in g
 regenerate it from scratch.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from common import base_config  # noqa: E402
-from eval_common import eval_config  # noqa: E402
+from .common import base_config
+from .eval_common import eval_config
 
 
 def simulated_accuracy_by_level(max_steps=3, max_digits=3):

@@ -13,12 +13,7 @@ SIMULATED LLM, on a CPU, in seconds:
     corea-jax cascade --config=configs/eval_deepmath500.py:smoke --workdir=/tmp/c
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from eval_common import eval_config, smoke  # noqa: E402
+from .eval_common import eval_config, smoke
 
 
 def get_config(arg=None):

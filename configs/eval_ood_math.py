@@ -12,12 +12,7 @@ random model on 6 questions of each against the SIMULATED LLM, on a CPU:
     corea-jax cascade --config=configs/eval_ood_math.py:smoke --workdir=/tmp/c
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from eval_common import eval_config, smoke  # noqa: E402
+from .eval_common import eval_config, smoke
 
 
 def get_config(arg=None):

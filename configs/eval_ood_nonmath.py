@@ -12,12 +12,7 @@ tiny random model on 6 CommonsenseQA questions against the SIMULATED LLM, on a C
     corea-jax cascade --config=configs/eval_ood_nonmath.py:smoke --workdir=/tmp/c
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from eval_common import eval_config, smoke  # noqa: E402
+from .eval_common import eval_config, smoke
 
 
 def get_config(arg=None):

@@ -28,17 +28,12 @@ word; left empty, the trainer refuses with `data.path: needed for data.source='d
 trainer does not read it yet.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(__file__))
+from corea_jax.cli.config import ConfigError
 
-import smoke as smoke_run  # noqa: E402
-from common import base_config  # noqa: E402
-
-from corea_jax.cli.config import ConfigError  # noqa: E402
+from . import smoke as smoke_run
+from .common import base_config
 
 PRESETS = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
 

@@ -15,12 +15,7 @@ model on the synthetic task, on a CPU:
     corea-jax train --config=configs/rlcc_group_size.py:16,smoke --workdir=/tmp/rlcc_smoke
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from rlcc_common import parse_arg, rlcc_config, smoke  # noqa: E402
+from .rlcc_common import parse_arg, rlcc_config, smoke
 
 GROUP_SIZES = ("4", "8", "16")
 

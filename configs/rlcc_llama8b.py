@@ -15,12 +15,7 @@ The smoke model is a tiny from-scratch model of the Llama family (no biases, unt
 theta 500000, Llama 3's header/<|eot_id|> chat template; corea_jax/models/scratch.py).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from rlcc_common import PRESETS, parse_arg, rlcc_config, smoke  # noqa: E402
+from .rlcc_common import PRESETS, parse_arg, rlcc_config, smoke
 
 
 def get_config(arg=None):

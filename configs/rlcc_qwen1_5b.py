@@ -12,12 +12,7 @@ from-scratch Qwen2 model on the synthetic task, on a CPU:
     corea-jax train --config=configs/rlcc_qwen1_5b.py:corea,smoke --workdir=/tmp/rlcc_smoke
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from rlcc_common import PRESETS, parse_arg, rlcc_config, smoke  # noqa: E402
+from .rlcc_common import PRESETS, parse_arg, rlcc_config, smoke
 
 
 def get_config(arg=None):

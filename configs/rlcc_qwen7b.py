@@ -18,12 +18,7 @@ code path with a tiny from-scratch Qwen2 model on the synthetic task, on a CPU:
     corea-jax train --config=configs/rlcc_qwen7b.py:corea,smoke --workdir=/tmp/rlcc_smoke
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from rlcc_common import PRESETS, parse_arg, rlcc_config, smoke  # noqa: E402
+from .rlcc_common import PRESETS, parse_arg, rlcc_config, smoke
 
 
 def get_config(arg=None):

@@ -7,12 +7,7 @@ under a minute on a 2-core CPU; CI runs it. It serves no paper table: it proves 
 (rollout, grading, rewards, update, checkpoint, export) end to end.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from common import base_config  # noqa: E402
+from .common import base_config
 
 
 def get_config(arg=None):

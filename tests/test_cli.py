@@ -75,3 +75,48 @@ def test_missing_config_file_is_one_line_error(tmp_path, capsys):
     assert cli.main(["train", f"--config={tmp_path}/missing.py", f"--workdir={tmp_path}/w"]) == 2
     err = capsys.readouterr().err
     assert "missing.py" in err and len(err.strip().splitlines()) == 1
+
+
+def test_overrides_follow_ml_collections_types(config_file):
+    """Typed by ml_collections: a typed placeholder takes its type, `KEY VALUE` and a bare
+    boolean flag work as on the command line, and the result is locked."""
+    from ml_collections import config_dict
+
+    config = load_config(
+        f"{config_file}:big", ["--config.train.steps", "7", "--config.train.use_kl", "train.lr=1"]
+    )
+    assert config.train.steps == 7 and config.train.use_kl is True
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    with pytest.raises(AttributeError):
+        config.train.new_key = 1  # locked: a typo in code fails too
+
+    from corea_jax.cli.config import apply_overrides
+
+    c = config_dict.ConfigDict({"top_k": config_dict.placeholder(int)})
+    assert apply_overrides(c, ["top_k=5"]).top_k == 5
+    with pytest.raises(ConfigError, match="top_k=x"):
+        apply_overrides(
+            config_dict.ConfigDict({"top_k": config_dict.placeholder(int)}), ["top_k=x"]
+        )
+
+
+def test_config_package_imports_relatively_without_sys_path(tmp_path):
+    pkg = tmp_path / "myconfigs"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "base.py").write_text(
+        "import ml_collections\n\ndef base():\n    return ml_collections.ConfigDict({'lr': 1e-6})\n"
+    )
+    (pkg / "run.py").write_text("from .base import base\n\ndef get_config():\n    return base()\n")
+    before = list(sys.path)
+    assert load_config(str(pkg / "run.py"), ["lr=2e-6"]).lr == 2e-6
+    assert sys.path == before
+
+
+def test_cli_key_value_pair_and_unknown_argument(tmp_path, capsys):
+    code = cli.main(["train", "--config=configs/smoke.py", "--config.train.stepz", "3",
+                     f"--workdir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "train.stepz" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--config=configs/smoke.py", "--bogus", f"--workdir={tmp_path}"])

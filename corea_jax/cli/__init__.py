@@ -1,10 +1,11 @@
 """The `corea-jax` console script (also `python -m corea_jax`).
 
-Each subcommand lives in `corea_jax/commands/NAME.py` with `add_arguments(parser)` and
+Each subcommand lives in `corea_jax/cli/NAME.py` with `add_arguments(parser)` and
 `run(args) -> int`. Commands that take an experiment config accept
 `--config=configs/FILE.py[:ARG]` and any number of `--config.KEY=VALUE` overrides; argparse
-cannot declare those dynamically, so they are collected here and handed over as `args.config`
-(a ConfigDict, or None). Errors a user can fix end as one line on stderr and a non-zero exit.
+cannot declare those dynamically: they are what `parse_known_args` leaves over, and
+ml_collections parses them into `args.config` (a ConfigDict, or None). Errors a user can fix
+end as one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import importlib
 import sys
 
+from corea_jax.cli.config import load_config
 from corea_jax.errors import CoreaError as UserError
 
 COMMANDS = {
@@ -50,32 +52,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    rest, overrides = [], []
-    it = iter(argv)
-    for arg in it:
-        if arg.startswith("--config."):
-            body = arg[len("--config.") :]
-            if "=" not in body:  # `--config.KEY VALUE` form
-                value = next(it, None)
-                if value is None:
-                    raise UserError(f"{arg}: missing value")
-                body = f"{body}={value}"
-            overrides.append(body)
-        else:
-            rest.append(arg)
-    return rest, overrides
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        argv, overrides = _split_config_overrides(argv)
-        args = _build_parser().parse_args(argv)
+        parser = _build_parser()
+        # `--config.KEY=VALUE` words are not argparse options; they are left over, in order,
+        # and handed to ml_collections (corea_jax.cli.config), which types and checks them.
+        args, overrides = parser.parse_known_args(argv)
         module = args._module
+        if overrides and not overrides[0].startswith("--config."):
+            parser.error(f"unrecognized arguments: {' '.join(overrides)}")
         if getattr(module, "TAKES_CONFIG", False):
-            from corea_jax.cli.config import load_config
-
             default = getattr(module, "DEFAULT_CONFIG", None)
             if args.config is None and default is not None and default.exists():
                 args.config = str(default)  # e.g. the demo: overrides apply to its default

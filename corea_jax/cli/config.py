@@ -1,19 +1,32 @@
 """Experiment configs: `--config=configs/FILE.py[:ARG]` plus `--config.KEY=VALUE` overrides.
 
 A config file is an ml_collections module with `get_config(arg=None) -> ConfigDict`. It is loaded
-by path (config files are not a package), and overrides are parsed against the type of the value
-they replace, so `--config.train.lr=3e-6` stays a float and a misspelt key is an error that names
-the key. The ConfigDict stops at the entry point: library functions take typed arguments.
+by path; when its folder is a package (it has an `__init__.py`, as `configs/` does) it is
+imported as a module of that package, so config files import each other with relative imports
+(`from .common import base_config`) and nothing edits `sys.path`.
+
+Overrides go through ml_collections' own flag parsing (`config_flags.DEFINE_config_dict` on a
+private absl `FlagValues`, config locked): each value is parsed as the type of the field it
+replaces, so `--config.optim.learning_rate=3e-6` stays a float, and an optional field declared
+with `config_dict.placeholder(TYPE)` takes that type. What ml_collections reports as a raw
+`AttributeError` or a multi-line flag error becomes one line naming the key. The ConfigDict stops
+at the entry point: library functions take typed arguments.
 """
 
 from __future__ import annotations
 
-import ast
+import hashlib
+import importlib
 import importlib.util
 import inspect
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 from corea_jax.errors import CoreaError
 
@@ -22,16 +35,20 @@ class ConfigError(CoreaError):
     """A config file or override that cannot be used; the message names the file or key."""
 
 
-def load_config(spec: str, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
-    """Loads `path/to/file.py[:arg]` and applies `KEY=VALUE` overrides (dotted keys)."""
+def load_config(spec: str, overrides: Sequence[str] | None = None) -> ml_collections.ConfigDict:
+    """Loads `path/to/file.py[:arg]` and applies overrides.
+
+    Args:
+      spec: the config file, optionally followed by `:ARG` for its `get_config(arg)`.
+      overrides: `KEY=VALUE` items (dotted keys), or the raw command-line words
+        (`--config.KEY=VALUE`, `--config.KEY VALUE`, `--config.FLAG` for a boolean).
+    """
     path_str, _, arg = spec.partition(":")
     path = Path(path_str)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    module_spec = importlib.util.spec_from_file_location(f"_corea_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
     try:
-        module_spec.loader.exec_module(module)
+        module = _import_config_module(path)
     except Exception as e:  # the config file is user code: report where it failed
         raise ConfigError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     get_config = getattr(module, "get_config", None)
@@ -43,52 +60,74 @@ def load_config(spec: str, overrides: list[str] | None = None) -> ml_collections
     config = get_config(arg or None) if takes_arg else get_config()
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict")
-    for item in overrides or []:
-        apply_override(config, item)
-    return config
+    return apply_overrides(config, overrides or [])
 
 
-def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
-    """Applies one `a.b.c=value` override in place, keeping the type of the old value."""
-    key, sep, raw = item.partition("=")
-    if not sep:
-        raise ConfigError(f"--config.{item}: an override needs KEY=VALUE")
+def _import_config_module(path: Path) -> ModuleType:
+    """The config file as a module; inside a package folder, as a module of that package."""
+    folder = path.resolve().parent
+    if not (folder / "__init__.py").is_file():
+        spec = importlib.util.spec_from_file_location(f"_corea_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    # A private package name per folder: two checkouts' configs/ never shadow each other, and
+    # a user's own `configs` package (if any) is left alone.
+    package = "_corea_configs_" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    if package not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            package, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{package}.{path.stem}")
+
+
+def _argv(overrides: Sequence[str]) -> list[str]:
+    argv = []
+    for item in overrides:
+        if item.startswith("-"):
+            argv.append(item)
+        elif argv and argv[-1].startswith("--config.") and "=" not in argv[-1] + item:
+            argv.append(item)  # the VALUE of a `--config.KEY VALUE` pair
+        elif "=" not in item:
+            raise ConfigError(f"--config.{item}: an override needs KEY=VALUE")
+        else:
+            argv.append(f"--config.{item}")
+    return argv
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: Sequence[str]
+) -> ml_collections.ConfigDict:
+    """`config` with the overrides applied (see `load_config`); the result is locked."""
+    argv = _argv(overrides)
+    for word in argv:
+        if word.startswith("-") and not word.startswith("--config."):
+            raise ConfigError(f"{word}: not a --config.KEY=VALUE override")
+        if word.startswith("--config."):
+            _check_key(config, word[len("--config.") :].split("=", 1)[0])
+    values = flags.FlagValues()
+    command_line = ["corea-jax", *argv]
+    try:
+        config_flags.DEFINE_config_dict(
+            "config", config, flag_values=values, lock_config=True, sys_argv=command_line
+        )
+        values(command_line)
+    except (flags.Error, ValueError, TypeError) as e:  # UnsupportedOperationError is one
+        message = " ".join(str(e).split())
+        raise ConfigError(message.removeprefix("flag ")) from None
+    return values.config
+
+
+def _check_key(config: ml_collections.ConfigDict, key: str) -> None:
+    """Raises naming the first missing part of a dotted key."""
     *parents, leaf = key.split(".")
     node = config
     for i, name in enumerate(parents):
-        if name not in node:
+        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
             raise ConfigError(f"--config.{key}: no key '{'.'.join(parents[: i + 1])}' in config")
         node = node[name]
-    if leaf not in node:
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
         raise ConfigError(f"--config.{key}: no such key in config")
-    old = node[leaf]
-    try:
-        node[leaf] = _parse_like(raw, old)
-    except (ValueError, TypeError, SyntaxError) as e:
-        raise ConfigError(f"--config.{key}={raw}: {e}") from e
-
-
-def _parse_like(raw: str, old):
-    if isinstance(old, bool):
-        lowered = raw.lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError("expected a boolean")
-    if isinstance(old, int):
-        return int(raw)
-    if isinstance(old, float):
-        return float(raw)
-    if isinstance(old, str):
-        return raw
-    if old is None:
-        # No type to follow: a Python literal if it is one, else the string itself.
-        try:
-            return ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            return raw
-    value = ast.literal_eval(raw)
-    if isinstance(old, tuple | list) and not isinstance(value, tuple | list):
-        raise ValueError(f"expected a {type(old).__name__}")
-    return type(old)(value) if isinstance(old, tuple | list) else value
