@@ -1,9 +1,10 @@
 """`corea-jax generate` end to end on a tiny model directory with a tokenizer."""
 
 import json
+import shutil
 
 import pytest
-from tiny_models import make_jax_checkpoint, make_tokenizer
+from tiny_models import CORRUPTIONS, make_jax_checkpoint, make_tokenizer
 
 from corea_jax import cli
 
@@ -55,3 +56,14 @@ def test_bad_prompts_file_names_the_line(model_dir, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert "bad.jsonl:2" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("how", ["cut inside the tensor data", "garbage header"])
+def test_corrupt_weights_end_with_one_line_naming_the_file(how, model_dir, tmp_path, capsys):
+    broken = shutil.copytree(model_dir, tmp_path / "m")
+    f = broken / "model.safetensors"
+    f.write_bytes(CORRUPTIONS[how](f.read_bytes()))
+    rc = cli.main(["generate", "--model", str(broken), "--prompt", "hi", "--max-new-tokens", "2"])
+    assert rc != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(f) in err

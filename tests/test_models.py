@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from tiny_models import TINY, make_hf_checkpoint, make_jax_checkpoint, padded_batch
+from tiny_models import (
+    CORRUPTIONS,
+    TINY,
+    make_hf_checkpoint,
+    make_jax_checkpoint,
+    padded_batch,
+)
 
 from corea_jax.errors import CoreaError
 from corea_jax.models import (
@@ -191,6 +197,17 @@ def test_loader_errors_name_the_keys_and_files(tmp_path):
     next(d.glob("model-00002-*.safetensors")).unlink()
     with pytest.raises(CoreaError, match=r"lists shard model-00002"):
         load_model(d)
+
+
+@pytest.mark.parametrize("how", sorted(CORRUPTIONS))
+def test_corrupt_safetensors_is_one_error_naming_the_file(how, tmp_path):
+    d = make_jax_checkpoint("qwen2", tmp_path / "m")
+    f = d / "model.safetensors"
+    f.write_bytes(CORRUPTIONS[how](f.read_bytes()))
+    with pytest.raises(CoreaError) as error:
+        load_model(d)
+    message = str(error.value)
+    assert message.startswith(f"{f}: ") and "\n" not in message
 
 
 def test_ignored_checkpoint_keys_are_allowed(tmp_path):

@@ -129,3 +129,27 @@ def make_tokenizer(out_dir: Path, vocab_size: int = 512) -> Path:
     )
     fast.save_pretrained(out_dir)
     return out_dir
+
+
+def _header_blob(header) -> bytes:
+    import json
+    import struct
+
+    blob = json.dumps(header).encode()
+    return struct.pack("<Q", len(blob)) + blob
+
+
+# Ways a .safetensors file can be broken on disk, each a function of the good file's bytes.
+CORRUPTIONS = {
+    "empty": lambda good: b"",
+    "cut inside the header": lambda good: good[:20],
+    "cut inside the tensor data": lambda good: good[: len(good) // 2],
+    "last tensor bytes missing": lambda good: good[:-4],
+    "garbage header": lambda good: b"\x10\x00\x00\x00\x00\x00\x00\x00\xff\xfe garbage bytes",
+    "header size past the end": lambda good: b"\xff" * 8 + good[8:],
+    "header not an object": lambda good: _header_blob([1, 2]),
+    "malformed entry": lambda good: _header_blob({"w": {"dtype": "F32", "shape": "4"}}),
+    "offsets past the data": lambda good: _header_blob(
+        {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
+    ),
+}

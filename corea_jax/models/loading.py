@@ -57,8 +57,12 @@ def checkpoint_tensors(model_dir: str | Path) -> dict[str, safetensors_io.Tensor
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
             raise CoreaError(f"{index}: not a valid safetensors index ({e})") from e
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()
+        ):
+            raise CoreaError(f"{index}: not a valid safetensors index (weight_map)")
         files = sorted(set(weight_map.values()))
     elif (model_dir / SINGLE_FILE).is_file():
         weight_map, files = None, [SINGLE_FILE]
@@ -143,12 +147,15 @@ def load_model(
             sharding = SingleDeviceSharding(jax.devices()[0])
         else:
             sharding = named_sharding(mesh, param_table.logical_axes(path), var.shape, rules)
-        values[path] = _array_from_checkpoint(info, transpose, np_dtype, sharding)
+        values[path] = _array_from_checkpoint(key, info, transpose, np_dtype, sharding)
     return nnx.merge(graphdef, _with_values(state, values))
 
 
-def _array_from_checkpoint(info, transpose, np_dtype, sharding) -> jax.Array:
-    view = info.open()
+def _array_from_checkpoint(key, info, transpose, np_dtype, sharding) -> jax.Array:
+    try:
+        view = info.open()
+    except (OSError, ValueError) as e:  # the file changed since its header was read
+        raise CoreaError(f"{info.path}: cannot read tensor {key} ({e})") from e
     if transpose:
         view = view.T
 

@@ -50,33 +50,68 @@ class TensorInfo:
 
 
 def read_header(path: str | Path) -> dict[str, TensorInfo]:
-    """The tensor table of one .safetensors file (metadata entries dropped)."""
+    """The tensor table of one .safetensors file (metadata entries dropped).
+
+    Everything the loader later relies on is checked here, so a truncated or corrupt file is a
+    one-line `CoreaError` naming it rather than a memory-map or JSON traceback at load time: the
+    header parses as a table of well-formed entries and every tensor's bytes lie inside the file.
+    """
     path = Path(path)
     try:
+        file_size = os.path.getsize(path)
         with open(path, "rb") as f:
             raw = f.read(8)
             if len(raw) != 8:
                 raise CoreaError(f"{path}: not a safetensors file (too short)")
             (size,) = struct.unpack("<Q", raw)
-            if size > os.path.getsize(path):
-                raise CoreaError(f"{path}: not a safetensors file (bad header size)")
+            if 8 + size > file_size:
+                raise CoreaError(
+                    f"{path}: truncated or not a safetensors file (header of {size} bytes, "
+                    f"file of {file_size})"
+                )
             header = json.loads(f.read(size))
     except FileNotFoundError as e:
         raise CoreaError(f"{path}: file not found") from e
+    except OSError as e:
+        raise CoreaError(f"{path}: cannot read ({e.strerror or e})") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CoreaError(f"{path}: not a safetensors file (header is not JSON)") from e
+    if not isinstance(header, dict):
+        raise CoreaError(f"{path}: not a safetensors file (header is not a JSON object)")
+    data_size = file_size - 8 - size
     out = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        if entry["dtype"] not in _DTYPES:
-            raise CoreaError(f"{path}: tensor {name} has unsupported dtype {entry['dtype']}")
-        begin, end = entry["data_offsets"]
-        info = TensorInfo(path, _DTYPES[entry["dtype"]], tuple(entry["shape"]), 8 + size + begin)
+        info, begin, end = _entry(path, name, entry, 8 + size)
         if end - begin != info.dtype.itemsize * int(np.prod(info.shape, dtype=np.int64)):
             raise CoreaError(f"{path}: tensor {name} byte range does not match its shape")
+        if end > data_size:
+            raise CoreaError(
+                f"{path}: truncated: tensor {name} ends at byte {8 + size + end}, the file has "
+                f"{file_size}"
+            )
         out[name] = info
     return out
+
+
+def _entry(path: Path, name: str, entry, data_start: int) -> tuple[TensorInfo, int, int]:
+    """One header entry -> (TensorInfo, begin, end byte offsets within the data section)."""
+    try:
+        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        valid = (
+            all(isinstance(x, int) and x >= 0 for x in (*shape, begin, end))
+            and isinstance(shape, list)
+            and isinstance(dtype, str)
+            and begin <= end
+        )
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise CoreaError(f"{path}: not a safetensors file (tensor {name}: malformed header entry)")
+    if dtype not in _DTYPES:
+        raise CoreaError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+    return TensorInfo(path, _DTYPES[dtype], tuple(shape), data_start + begin), begin, end
 
 
 def write_file(
