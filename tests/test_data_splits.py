@@ -39,8 +39,8 @@ def test_split_ignores_row_order_and_changes_with_the_seed(deepmath):
 def test_train_size_caps_the_training_set_and_adding_rows_keeps_test_questions_stable(deepmath):
     small = deepmath_split(deepmath, train_size=100, test_size=50)
     assert len(small.train) == 100 and len(small.test) == 50
-    # A question's side depends only on its own hash rank, so a test question stays a test
-    # question when other rows are removed from the source.
+    # A test question stays a test question when other rows are removed from the source (the
+    # reverse, adding rows, can move it to training: see the splits module docstring).
     full = deepmath_split(deepmath, test_size=50)
     subset = deepmath[:2000]
     sub = deepmath_split(subset, test_size=50)

@@ -7,10 +7,16 @@ The paper trains on "DeepMath16K" (about 16K questions from DeepMath-103K) and t
      stripped (`question_key`); the first occurrence in read order is kept.
   2. The unique questions are ordered by sha256(f"{seed}|{question_key}"), a per-question
      pseudo-random rank, so the split depends only on the set of questions and the seed - not on
-     row order, sharding or file format, and a question never changes side when rows are added
-     elsewhere in the file.
+     row order, sharding or file format.
   3. The first `test_size` (default 500) questions form the test set; the next `train_size`
      (default 16,000, fewer when the source is smaller) form the training set.
+
+Because the test set is "the 500 best-ranked questions of whatever was read", it depends on the
+whole set: removing rows keeps a test question on the test side, but *adding* rows can push it
+out (a new, better-ranked question takes its place and it becomes a training question), and the
+3,996-row subset and the full DeepMath-103K give different test sets. Split both training and
+evaluation from the same file. (A split by a fixed threshold on each question's own hash, which
+never moves a question, is tracked in issue 16.)
 
 Train and test are disjoint by question text by construction. On the 3,996-row subset in
 `shared/data/deepmath` this gives 500 test and 3,496 training questions.
