@@ -1,6 +1,7 @@
 """The sampler: parity with transformers' greedy generate, cache invariants, seeds, stopping."""
 
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -194,6 +195,24 @@ def test_sampler_on_a_mesh_matches_single_device(tmp_path):
     )
     np.testing.assert_array_equal(single.tokens, sharded.tokens)
     np.testing.assert_allclose(single.logprobs, sharded.logprobs, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "tokenizer_eos, tokenizer_pad, eos_ids, pad_id",
+    [
+        (7, 5, (2, 7, 9), 5),  # the tokenizer's EOS joins the model's; its pad id is used
+        (9, None, (2, 9), 0),  # an EOS the model already has is kept once; no pad id -> 0
+        (None, 3, (2, 9), 3),  # a tokenizer without EOS leaves the model's ids
+    ],
+)
+def test_for_tokenizer_stops_at_model_and_tokenizer_eos(
+    tokenizer_eos, tokenizer_pad, eos_ids, pad_id
+):
+    model = CausalLM(dataclasses.replace(TINY["qwen2"], eos_token_id=(9, 2)), rngs=nnx.Rngs(0))
+    tokenizer = types.SimpleNamespace(eos_token_id=tokenizer_eos, pad_token_id=tokenizer_pad)
+    sampler = Sampler.for_tokenizer(model, tokenizer, decode_segments=2, min_bucket=32)
+    assert (sampler.eos_ids, sampler.pad_id) == (eos_ids, pad_id)
+    assert (sampler.decode_segments, sampler.min_bucket) == (2, 32)  # the rest passes through
 
 
 def test_kv_cache_over_budget_fails_fast_with_an_estimate():
