@@ -17,9 +17,10 @@ Two keys have no default, on purpose:
               downloaded: fetch it first, e.g. `huggingface-cli download Qwen/Qwen2.5-7B-Instruct
               --local-dir DIR`).
   data.path   DeepMath-103K: its HF dataset directory (`data/train-*.parquet`), or any JSONL
-              with `question` and `final_answer` fields. corea_jax.data.deepmath_split takes
-              the 500-question test split and the first 16,000 of the rest as DeepMath16K (the
-              3,996-row subset in shared/data gives 3,496).
+              with `question` and `final_answer` fields. corea_jax.data.deepmath_split puts
+              each question on a side by a hash of its text; DeepMath16K is the first 16,000
+              train-side questions (the 3,996-row subset in shared/data has 2,821), DeepMath500
+              the first 500 test-side ones, whichever file is read.
 A relative default would resolve against whatever directory each TPU worker or SLURM task
 starts in, and a default pointing at the small subset would train on the wrong data without a
 word; left empty, the trainer refuses with `data.path: needed for data.source='deepmath'`.
