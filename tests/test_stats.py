@@ -1,0 +1,73 @@
+"""Bootstrap intervals: coverage, width, pairing, seeds, verdicts (corea_jax/scoring/stats.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from corea_jax.scoring.stats import Interval, bootstrap, paired_difference, verdict
+
+
+def test_interval_of_a_mean_has_the_normal_width_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    correct = rng.random(2000) < 0.6
+    ci = bootstrap(np.mean, correct, seed=3)
+    se = math.sqrt(0.6 * 0.4 / 2000)
+    assert ci.low < ci.point < ci.high
+    assert abs((ci.high - ci.low) - 2 * 1.96 * se) < 0.25 * 2 * 1.96 * se
+    assert bootstrap(np.mean, correct, seed=3) == ci
+
+
+def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time():
+    rng = np.random.default_rng(1)
+    hits = 0
+    trials = 200
+    for t in range(trials):
+        sample = rng.random(300) < 0.3
+        ci = bootstrap(np.mean, sample, n_boot=400, seed=t)
+        hits += ci.low <= 0.3 <= ci.high
+    assert 0.89 <= hits / trials <= 0.99
+
+
+def test_pairing_cancels_what_two_systems_share():
+    """Two systems right on nearly the same questions: the paired interval of the difference
+    is far narrower than the two separate intervals suggest."""
+    rng = np.random.default_rng(2)
+    easy = rng.random(1000) < 0.5
+    a = easy.copy()
+    b = easy.copy()
+    flip = rng.random(1000) < 0.04
+    b[flip] = ~b[flip]
+    diff = paired_difference(np.mean, (a,), (b,))
+    assert diff.point == pytest.approx(a.mean() - b.mean())
+    separate = bootstrap(np.mean, a)
+    assert (diff.high - diff.low) < 0.5 * (separate.high - separate.low)
+    with pytest.raises(ValueError, match="same questions"):
+        paired_difference(np.mean, (a,), (b[:10],))
+
+
+def test_seed_axis_widens_the_interval_when_seeds_disagree():
+    rng = np.random.default_rng(3)
+    per_seed = np.array([0.4, 0.5, 0.6])[:, None]  # three seeds that really differ
+    correct = rng.random((3, 800)) < per_seed  # [S, Q]
+    questions_only = bootstrap(np.mean, correct.reshape(-1))
+    both = bootstrap(np.mean, correct, over_seeds=True)
+    assert both.point == pytest.approx(correct.mean())
+    assert (both.high - both.low) > 1.5 * (questions_only.high - questions_only.low)
+
+
+def test_statistics_of_several_arrays_are_resampled_together():
+    conf = np.linspace(0, 1, 500)
+    correct = conf > 0.5  # a perfect ranking stays perfect under any resample
+    gap = lambda q, c: float(np.mean(q[c]) - np.mean(q[~c]))  # noqa: E731
+    ci = bootstrap(gap, conf, correct)
+    assert ci.low > 0.4
+
+
+def test_verdicts_need_the_whole_interval():
+    assert verdict(Interval(-0.25, -0.30, -0.21), high=-0.20) == "met"
+    assert verdict(Interval(-0.22, -0.30, -0.15), high=-0.20) == "not resolved"
+    assert verdict(Interval(0.05, 0.01, 0.09), high=0.0) == "not met"
+    assert verdict(Interval(0.5, 0.4, 0.6), low=0.3, high=0.7) == "met"
+    assert verdict(Interval(0.5, math.nan, math.nan), low=0.0) == "not resolved"
+    assert Interval(0.1234, 0.1, 0.15).format(scale=100, digits=1) == "12.3 [10.0, 15.0]"
