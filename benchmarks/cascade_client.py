@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 from corea_jax.cascade import (
-    ClientOptions,
+    ClientConfig,
     LLMClient,
     LLMEndpoint,
     LLMRequest,
     ResponseCache,
-    SimulatedLLMServer,
 )
+from corea_jax.testing import SimulatedLLMServer
 
 MODEL = "simulated-llm"
 
@@ -74,7 +74,7 @@ class ServerThread:
 def measure(url: str, n: int, concurrency: int, cache_dir: Path | None) -> float:
     requests = [LLMRequest.from_prompt(f"q{i}", f"benchmark question {i}") for i in range(n)]
     cache = ResponseCache(cache_dir / f"c{concurrency}.sqlite") if cache_dir else None
-    options = ClientOptions(concurrency=concurrency, timeout_s=30.0)
+    options = ClientConfig(concurrency=concurrency, timeout_s=30.0)
     client = LLMClient(LLMEndpoint(url, MODEL, api_key_env=None), options=options, cache=cache)
     start = time.perf_counter()
     answers = client.complete(requests)

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from corea_jax.cascade import CacheCorruptedError, ResponseCache, cache_key, redact_url
+from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache, cache_key, redact_url
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 PARAMS = {"temperature": 0.0, "max_tokens": 64}

@@ -19,20 +19,18 @@ import openai
 import pytest
 
 from corea_jax.cascade import (
-    FAULT_KINDS,
     ChatReply,
-    ClientOptions,
-    FaultSpec,
+    ClientConfig,
     LLMClient,
     LLMEndpoint,
     LLMRequest,
     ResponseCache,
     RetryPolicy,
-    SimulatedLLMServer,
     TransientError,
 )
 from corea_jax.cascade.backend import parse_chat_completion, parse_retry_after
 from corea_jax.errors import CoreaError
+from corea_jax.testing import FAULT_KINDS, FaultSpec, SimulatedLLMServer
 
 MODEL = "simulated-llm"
 
@@ -65,7 +63,7 @@ FAST_RETRY = RetryPolicy(max_attempts=12, initial_backoff_s=0.002, max_backoff_s
 
 
 def make_client(server, *, cache=None, concurrency=16, **options) -> LLMClient:
-    opts = ClientOptions(
+    opts = ClientConfig(
         concurrency=concurrency,
         timeout_s=0.5,
         connect_timeout_s=0.5,
@@ -210,7 +208,7 @@ class FlakyBackend:
 def test_failures_within_the_budget_come_back_marked():
     endpoint = LLMEndpoint("http://127.0.0.1:9/v1", MODEL, api_key_env=None)
     retry = RetryPolicy(max_attempts=2, initial_backoff_s=0.001)
-    options = ClientOptions(concurrency=2, retry=retry, max_failed_questions=1)
+    options = ClientConfig(concurrency=2, retry=retry, max_failed_questions=1)
     backend = FlakyBackend()
     client = LLMClient(endpoint, options=options, backend=backend)
     requests = [LLMRequest.from_prompt("a", "fine"), LLMRequest.from_prompt("b", "poison")]
@@ -227,7 +225,7 @@ def test_failures_within_the_budget_come_back_marked():
 def test_unknown_model_stops_at_once():
     with SimulatedLLMServer(policy) as server:
         endpoint = LLMEndpoint(server.base_url, "no-such-model", api_key_env=None)
-        client = LLMClient(endpoint, options=ClientOptions(concurrency=4, timeout_s=2))
+        client = LLMClient(endpoint, options=ClientConfig(concurrency=4, timeout_s=2))
         with pytest.raises(CoreaError, match="HTTP 404.*no-such-model"):
             client.complete(make_requests(40))
         assert server.stats.total_requests == 0  # rejected before reaching the policy
@@ -260,7 +258,7 @@ def test_secret_key_never_reaches_cache_logs_or_outputs(tmp_path, monkeypatch, c
     texts = []
     with SimulatedLLMServer(policy, faults=faults, api_key=secret) as server:
         endpoint = LLMEndpoint(server.base_url, MODEL, api_key_env="COREA_TEST_LLM_KEY")
-        options = ClientOptions(concurrency=8, timeout_s=0.5, retry=FAST_RETRY)
+        options = ClientConfig(concurrency=8, timeout_s=0.5, retry=FAST_RETRY)
         with ResponseCache(path) as cache, LLMClient(endpoint, options=options, cache=cache) as c:
             got = c.complete(make_requests(60))
             texts += [repr(c), repr(got), repr(c.stats), repr(endpoint)]
@@ -303,13 +301,13 @@ def test_server_is_loopback_only_and_labelled_simulated():
 CHILD = r"""
 import json, sys
 from corea_jax.cascade import (
-    ClientOptions, LLMClient, LLMEndpoint, LLMRequest, ResponseCache, RetryPolicy)
+    ClientConfig, LLMClient, LLMEndpoint, LLMRequest, ResponseCache, RetryPolicy)
 
 url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 retry = RetryPolicy(max_attempts=12, initial_backoff_s=0.002, max_backoff_s=0.02)
 client = LLMClient(
     LLMEndpoint(url, "simulated-llm", api_key_env=None),
-    options=ClientOptions(concurrency=4, timeout_s=2.0, retry=retry),
+    options=ClientConfig(concurrency=4, timeout_s=2.0, retry=retry),
     cache=ResponseCache(path),
     count_tokens=lambda s: len(s.split()),
 )

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from corea_jax.cascade import DEFAULT_PRICES, PriceTable, cascade_cost, token_cost
+from corea_jax.cascade.cost import DEFAULT_PRICES, Price, PriceTable, cascade_cost, token_cost
 from corea_jax.errors import CoreaError
-from corea_jax.scoring.metrics import Price
 
 
 def test_token_cost_hand_values():
@@ -22,6 +21,16 @@ def test_cascade_cost_pays_the_slm_always_and_the_llm_when_deferred():
     llm = np.array([0.01, 0.02, 0.03])
     defer = np.array([True, False, True])
     assert cascade_cost(slm, llm, defer) == pytest.approx([0.011, 0.002, 0.033])
+
+
+def test_mean_cost_per_question_hand_values():
+    slm, llm = Price(0.1, 0.4), Price(1.0, 3.0)
+    deferred = np.array([True, False, False, True])
+    slm_cost = token_cost(slm, np.full(4, 100.0), np.full(4, 1000.0))
+    llm_cost = token_cost(llm, np.full(4, 100.0), np.array([500.0, 500.0, 500.0, 1500.0]))
+    # SLM: 100 * .1 + 1000 * .4 = 410 per question. LLM (deferred only): 100 + 1500 and 100 + 4500.
+    expected = (4 * 410 + 1600 + 4600) / 4 / 1e6
+    assert cascade_cost(slm_cost, llm_cost, deferred).mean() == pytest.approx(expected)
 
 
 def test_price_table_lookup_exact_case_insensitive_and_short_name():

@@ -3,16 +3,8 @@
 import numpy as np
 import pytest
 
-from corea_jax.cascade import (
-    CascadeData,
-    plot_pass_vs_cost,
-    plot_vs_tau,
-    report_on_test,
-    select_tau,
-    summary_table,
-    sweep_thresholds,
-    write_report,
-)
+from corea_jax.cascade.report import plot_pass_vs_cost, plot_vs_tau, summary_table, write_report
+from corea_jax.cascade.sweep import CascadeData, report_on_test, select_tau, sweep_thresholds
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

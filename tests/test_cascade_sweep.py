@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from corea_jax.cascade import (
+from corea_jax.cascade.sweep import (
     CascadeData,
     calibration_mask,
     defer_mask,

@@ -12,7 +12,6 @@ from sklearn.metrics import roc_auc_score
 
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import metrics
-from corea_jax.scoring.metrics import Price
 
 ece_jit = jax.jit(metrics.expected_calibration_error, static_argnames=("n_bins", "binning"))
 bins_jit = jax.jit(metrics.reliability_bins, static_argnames=("n_bins", "binning"))
@@ -181,27 +180,6 @@ def test_confidence_histogram():
     q = np.array([0.0, 0.05, 0.1, 0.55, 0.99, 1.0], np.float32)
     np.testing.assert_array_equal(hist_jit(q, n_bins=10), [2, 1, 0, 0, 0, 1, 0, 0, 0, 2])
     np.testing.assert_array_equal(hist_jit(q, n_bins=2), [3, 3])
-
-
-# --- cascade metrics ----------------------------------------------------------------------
-
-
-def test_llm_share_and_cost_per_question():
-    deferred = np.array([True, False, False, True])
-    assert float(jax.jit(metrics.llm_share)(deferred)) == 0.5
-    slm, llm = Price(0.1, 0.4), Price(1.0, 3.0)
-    cost = jax.jit(metrics.cost_per_question, static_argnames=("slm_price", "llm_price"))(
-        np.full(4, 100.0),
-        np.full(4, 1000.0),
-        np.full(4, 100.0),
-        np.array([500.0, 500.0, 500.0, 1500.0]),
-        deferred,
-        slm_price=slm,
-        llm_price=llm,
-    )
-    # SLM: 100 * .1 + 1000 * .4 = 410 per question. LLM (deferred only): 100 + 1500 and 100 + 4500.
-    expected = (4 * 410 + 1600 + 4600) / 4 / 1e6
-    assert float(cost) == pytest.approx(expected)
 
 
 # --- summary ------------------------------------------------------------------------------

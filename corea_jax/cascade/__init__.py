@@ -1,15 +1,21 @@
 """The SLM -> LLM cascade: pure deferral, cost and sweep logic around a small LLM client.
 
+- `settings`: `CascadeConfig` (one frozen section per part of an eval config), built once from
+  the ConfigDict at the entry point.
+- `pipeline`: `run` (the cascade: compute, then `report.write_cascade`) and `evaluate` (the SLM
+  alone).
+- `slm_answers` / `llm_answers`: each model answers every question once, cached.
 - `client`: `LLMClient` answers `LLMRequest`s through a `ChatBackend` (`backend`; the default
   speaks to any OpenAI-compatible endpoint and is the only code here that talks to the network),
   with the cache, retries, bounded concurrency and a failure budget; `endpoint` holds its
-  settings (`LLMEndpoint`, `SamplingParams`, `RetryPolicy`, `ClientOptions`).
+  settings (`LLMEndpoint`, `SamplingParams`, `RetryPolicy`, `ClientConfig`).
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
-- `server`: `SimulatedLLMServer`, a loopback OpenAI-compatible server with fault injection
-  (tests, benchmark, the offline demo's clearly labelled simulated LLM).
-- `cost`: `PriceTable` of `corea_jax.scoring.metrics.Price`, tokens x price per 1M tokens.
+- `cost`: `Price` and `PriceTable`, tokens x price per 1M tokens.
 - `sweep`: `CascadeData`, deferral, the threshold sweep, baselines, tau rules, AvgProb.
-- `report`: the Markdown table and the PNG plots.
+- `report`: the Markdown table, the PNG plots and the run's output files.
+
+The simulated LLM (in-process backend and loopback server with fault injection) lives in
+`corea_jax.testing`.
 """
 
 from corea_jax.cascade.backend import (
@@ -18,98 +24,61 @@ from corea_jax.cascade.backend import (
     OpenAIChatBackend,
     PermanentError,
     TransientError,
-    parse_chat_completion,
 )
-from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache, cache_key, redact_url
-from corea_jax.cascade.client import ClientStats, LLMClient, LLMRequest, LLMResponse
-from corea_jax.cascade.cost import DEFAULT_PRICES, PriceTable, cascade_cost, token_cost
-from corea_jax.cascade.endpoint import ClientOptions, LLMEndpoint, RetryPolicy, SamplingParams
-from corea_jax.cascade.report import (
-    plot_pass_vs_cost,
-    plot_reliability,
-    plot_vs_tau,
-    summary_table,
-    write_report,
-)
+from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache
+from corea_jax.cascade.client import LLMClient, LLMRequest, LLMResponse
+from corea_jax.cascade.cost import DEFAULT_PRICES, Price, PriceTable
+from corea_jax.cascade.endpoint import ClientConfig, LLMEndpoint, RetryPolicy, SamplingParams
+from corea_jax.cascade.pipeline import evaluate, run
+from corea_jax.cascade.report import summary_table, write_report
+from corea_jax.cascade.settings import CascadeConfig, LLMConfig, TauConfig
+from corea_jax.cascade.slm_answers import QuestionSource, SLMConfig
 from corea_jax.cascade.sweep import (
-    DEFAULT_GRID,
-    TAU_RULES,
     CascadeData,
     OperatingPoint,
     Sweep,
     TauChoice,
     calibration_mask,
-    defer_mask,
-    effective_confidence,
-    evaluate_tau,
     mean_token_probability,
     report_on_test,
     select_tau,
-    sweep_taus,
     sweep_thresholds,
-    tau_at_llm_pass,
-    tau_for_budget,
-    tau_within_llm,
-)
-from corea_jax.testing.llm_server import (
-    FAULT_KINDS,
-    AnswerPolicy,
-    FaultSpec,
-    ServerStats,
-    SimulatedLLMServer,
-    serve_simulated_llm,
 )
 
 __all__ = [
-    "DEFAULT_GRID",
     "DEFAULT_PRICES",
-    "FAULT_KINDS",
-    "TAU_RULES",
-    "AnswerPolicy",
     "CacheCorruptedError",
+    "CascadeConfig",
     "CascadeData",
     "ChatBackend",
     "ChatReply",
-    "ClientOptions",
-    "ClientStats",
-    "FaultSpec",
+    "ClientConfig",
     "LLMClient",
+    "LLMConfig",
     "LLMEndpoint",
     "LLMRequest",
     "LLMResponse",
     "OpenAIChatBackend",
     "OperatingPoint",
     "PermanentError",
+    "Price",
     "PriceTable",
+    "QuestionSource",
     "ResponseCache",
     "RetryPolicy",
+    "SLMConfig",
     "SamplingParams",
-    "ServerStats",
-    "SimulatedLLMServer",
     "Sweep",
     "TauChoice",
+    "TauConfig",
     "TransientError",
-    "cache_key",
     "calibration_mask",
-    "cascade_cost",
-    "defer_mask",
-    "effective_confidence",
-    "evaluate_tau",
+    "evaluate",
     "mean_token_probability",
-    "parse_chat_completion",
-    "plot_pass_vs_cost",
-    "plot_reliability",
-    "plot_vs_tau",
-    "redact_url",
     "report_on_test",
+    "run",
     "select_tau",
-    "serve_simulated_llm",
     "summary_table",
-    "token_cost",
-    "sweep_taus",
     "sweep_thresholds",
-    "tau_at_llm_pass",
-    "tau_for_budget",
-    "tau_within_llm",
     "write_report",
 ]

@@ -51,6 +51,10 @@ class PermanentError(Exception):
 
 
 class ChatBackend(Protocol):
+    """One call to an LLM. A backend used without an `LLMEndpoint` (the in-process simulated
+    LLM, `corea_jax.testing.simulated_llm.SimulatedChatBackend`) also names itself: `identity`
+    (what the response cache keys on in place of an endpoint URL) and `model`."""
+
     def chat(
         self, messages: Sequence[Mapping[str, str]], params: Mapping[str, object]
     ) -> ChatReply:

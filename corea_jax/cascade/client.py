@@ -27,7 +27,7 @@ gateways) it adds:
   `len(text) / chars_per_token` rounded up (default 4 characters per token [open];
   `usage_source="estimate"`).
 
-Settings (`LLMEndpoint`, `SamplingParams`, `ClientOptions`, `RetryPolicy`) and their defaults are
+Settings (`LLMEndpoint`, `SamplingParams`, `ClientConfig`, `RetryPolicy`) and their defaults are
 in `corea_jax.cascade.endpoint`.
 
 Secrets: the API key is read from the environment variable *named* by `LLMEndpoint.api_key_env`
@@ -55,7 +55,7 @@ from corea_jax.cascade.backend import (
     TransientError,
 )
 from corea_jax.cascade.cache import ResponseCache, cache_key, redact_url
-from corea_jax.cascade.endpoint import NO_KEY, ClientOptions, LLMEndpoint, SamplingParams
+from corea_jax.cascade.endpoint import NO_KEY, ClientConfig, LLMEndpoint, SamplingParams
 from corea_jax.errors import CoreaError
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,10 @@ class LLMClient:
 
     Args:
       endpoint: where the LLM is (`LLMEndpoint`); its key is read from the environment here.
+        None with a `backend` that names itself (`backend.identity` and `backend.model`, e.g.
+        the in-process simulated LLM): the cache then keys on that identity.
       params: sampling parameters (`SamplingParams`), sent with every request.
-      options: concurrency, timeouts, retries, failure budget (`ClientOptions`).
+      options: concurrency, timeouts, retries, failure budget (`ClientConfig`).
       cache: the response cache, or None for no cache.
       count_tokens: the token counter for servers that omit `usage` (e.g. the SLM tokenizer's
         `lambda s: len(tok.encode(s))`); None falls back to characters / `chars_per_token`.
@@ -156,18 +158,23 @@ class LLMClient:
 
     def __init__(
         self,
-        endpoint: LLMEndpoint,
+        endpoint: LLMEndpoint | None,
         *,
         params: SamplingParams | None = None,
-        options: ClientOptions | None = None,
+        options: ClientConfig | None = None,
         cache: ResponseCache | None = None,
         count_tokens: Callable[[str], int] | None = None,
         backend: ChatBackend | None = None,
         seed: int = 0,
     ):
+        if endpoint is None and backend is None:
+            raise CoreaError("LLMClient: give an endpoint or a backend")
         self.endpoint = endpoint
+        # What answers, for cache keys and messages: the endpoint's URL, or the backend's name.
+        self.source = endpoint.base_url if endpoint is not None else backend.identity
+        self.model = endpoint.model if endpoint is not None else backend.model
         self.params = params if params is not None else SamplingParams()
-        self.options = options if options is not None else ClientOptions()
+        self.options = options if options is not None else ClientConfig()
         self.cache = cache
         self.count_tokens = count_tokens
         self.stats = ClientStats()
@@ -184,10 +191,7 @@ class LLMClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (
-            f"LLMClient(endpoint={redact_url(self.endpoint.base_url)!r}, "
-            f"model={self.endpoint.model!r})"
-        )
+        return f"LLMClient(endpoint={redact_url(self.source)!r}, model={self.model!r})"
 
     def close(self) -> None:
         self._backend.close()
@@ -200,9 +204,7 @@ class LLMClient:
 
     def key(self, request: LLMRequest) -> str:
         """The cache key of `request` under this client's endpoint, model and parameters."""
-        return cache_key(
-            self.endpoint.base_url, self.endpoint.model, request.messages, self.params.as_dict()
-        )
+        return cache_key(self.source, self.model, request.messages, self.params.as_dict())
 
     def complete(
         self,
@@ -258,9 +260,7 @@ class LLMClient:
         abort.set()
         pool.shutdown(wait=True, cancel_futures=True)
         if failure:
-            where = (
-                f"LLM endpoint {redact_url(self.endpoint.base_url)} (model {self.endpoint.model})"
-            )
+            where = f"LLM endpoint {redact_url(self.source)} (model {self.model})"
             cached = (
                 f"; answers received so far are cached in {self.cache.path}, run again to resume"
                 if self.cache is not None
@@ -297,7 +297,7 @@ class LLMClient:
             except PermanentError as exc:
                 message = f"question {request.qid}: {self._scrub(str(exc))}"
                 if exc.status in (401, 403):
-                    name = self.endpoint.api_key_env
+                    name = self.endpoint.api_key_env if self.endpoint is not None else None
                     message += f" (check the key in ${name})" if name else " (no key was sent)"
                 self._fail(failure, abort, message)
                 raise _Abort from None
@@ -305,8 +305,8 @@ class LLMClient:
             if self.cache is not None:
                 self.cache.put(
                     key,
-                    self.endpoint.base_url,
-                    self.endpoint.model,
+                    self.source,
+                    self.model,
                     {"messages": list(request.messages), "params": params},
                     self._payload(answer),
                 )

@@ -4,7 +4,7 @@ The paper reports cost relative to "LLM alone" but leaves the cost model open [o
 
 - Every model, the SLM included, is priced like a serverless API: `input_per_mtok` US dollars
   per million prompt tokens plus `output_per_mtok` per million completion tokens
-  (`corea_jax.scoring.metrics.Price`, the project's one price type). The SLM is charged even
+  (`Price`, the project's one price type). The SLM is charged even
   though it may run locally, because a deferred question pays for both generations (no router runs
   before generation) and leaving the SLM out would flatter the cascade.
 - A question's system cost is `slm_cost + defer * llm_cost` (`cascade_cost`). The LLM-only
@@ -33,9 +33,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from corea_jax.errors import CoreaError
-from corea_jax.scoring.metrics import Price
 
 PER_MILLION = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Price:
+    """A model's price in US dollars per 1M input and per 1M output tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
 
 
 def token_cost(price: Price, prompt_tokens, completion_tokens) -> np.ndarray:

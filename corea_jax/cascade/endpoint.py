@@ -3,14 +3,9 @@
 Frozen dataclasses, built from the config at the entry point and passed to `LLMClient`. The API
 key is never a field: `LLMEndpoint.api_key_env` *names* the environment variable holding it.
 
-Defaults where nothing is prescribed (all parameters): `concurrency=16`, `timeout_s=300`
-(a 2k-token answer from a 32B model at ~30 tokens/s, plus queueing), `connect_timeout_s=10`,
-`max_attempts=6`, backoff from 1 s doubling to at most 60 s with the delay drawn uniformly from
-[1 - jitter, 1] x backoff (`jitter=0.5`); a server's `Retry-After` replaces the backoff, capped
-at `max_retry_after_s=120` and stretched by up to 5% so waiting clients do not return in step;
-`max_failed_questions=0`; `chars_per_token=4` for the usage estimate when a server reports no
-usage and no tokenizer is given; temperature 0 and `max_tokens=2048` (the paper's response
-length).
+Each default lives on its field, with the reason beside it (all are [open] parameters: nothing
+is prescribed); `corea_jax.cascade.settings.LLMConfig` and `configs/eval_common.py` read them from
+here.
 """
 
 from __future__ import annotations
@@ -67,7 +62,7 @@ class SamplingParams:
 
     temperature: float | None = 0.0
     top_p: float | None = None
-    max_tokens: int | None = 2048
+    max_tokens: int | None = 2048  # the paper's response length
     seed: int | None = None
     stop: tuple[str, ...] | None = None
 
@@ -80,13 +75,16 @@ class SamplingParams:
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of one request; see the module docstring for the defaults."""
+    """Retries of one request: `max_attempts` calls in all, exponential backoff with jitter."""
 
     max_attempts: int = 6
-    initial_backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
+    initial_backoff_s: float = 1.0  # the backoff starts here and doubles (`multiplier`) ...
+    max_backoff_s: float = 60.0  # ... up to this
     multiplier: float = 2.0
+    # Each delay is drawn uniformly from [1 - jitter, 1] x backoff, so clients spread out.
     jitter: float = 0.5
+    # A server's Retry-After replaces the backoff, capped here and stretched by up to 5% so
+    # waiting clients do not return in step.
     max_retry_after_s: float = 120.0
 
     def __post_init__(self):
@@ -108,18 +106,20 @@ class RetryPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClientOptions:
+class ClientConfig:
     """Concurrency, timeouts (seconds), retries and the failure budget of an `LLMClient`."""
 
     concurrency: int = 16
-    timeout_s: float = 300.0
+    timeout_s: float = 300.0  # a 2k-token answer from a 32B model at ~30 tokens/s, plus queueing
     connect_timeout_s: float = 10.0
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
-    max_failed_questions: int = 0
+    max_failed_questions: int = 0  # any question failing every attempt stops the run
+    # The usage estimate (characters per token) when a server reports no usage and no
+    # tokenizer is given.
     chars_per_token: float = 4.0
 
     def __post_init__(self):
         if self.concurrency < 1:
-            raise CoreaError(f"ClientOptions.concurrency={self.concurrency}: must be >= 1")
+            raise CoreaError(f"ClientConfig.concurrency={self.concurrency}: must be >= 1")
         if not self.timeout_s > 0:
-            raise CoreaError(f"ClientOptions.timeout_s={self.timeout_s}: must be > 0")
+            raise CoreaError(f"ClientConfig.timeout_s={self.timeout_s}: must be > 0")

@@ -1,4 +1,5 @@
-"""Cascade reports: a Markdown summary table and PNG plots, from plain arrays and dataclasses.
+"""Cascade reports: a Markdown summary table and PNG plots, from plain arrays and dataclasses;
+and the writers of a cascade run's and an evaluation's output files.
 
 - `summary_table`: SLM only, LLM only, oracle, and each chosen tau (with random deferral at the
   same LLM% beside it), as pass@1, cost per 1,000 questions, cost relative to LLM only, LLM%.
@@ -7,6 +8,10 @@
   (SLM only, LLM only, random deferral, the oracle curve and point), chosen taus marked.
 - `plot_reliability`: one reliability diagram per confidence signal (accuracy per confidence bin
   against the diagonal, bin counts underneath), ECE and AUROC in each title.
+- `write_cascade`: a `pipeline.CascadeResult` as `questions.jsonl`, `summary.json`,
+  `summary.csv`, `report.md` and `report/GROUP/*`; `write_evaluation`: `corea-jax evaluate
+  --config`'s `eval/` files. Every file (and the `report/` folder as a whole) is written beside
+  its target and renamed into place, so a failure leaves what was there intact.
 
 ECE, AUROC and the reliability bins come from `corea_jax.scoring.metrics.calibration_summary` (10
 equal-width bins by default; invalid confidences count as 0, the paper's default). Plots use
@@ -16,13 +21,19 @@ and need no display.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from corea_jax.atomic_files import atomic_path, replace_dir, write_atomic
 from corea_jax.cascade.sweep import CascadeData, OperatingPoint, Sweep, TauChoice, sweep_thresholds
 
 
@@ -220,6 +231,7 @@ def write_report(
     reliability: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     sweep: Sweep | None = None,
     invalid_confidence: float = 0.0,
+    n_bins: int = 10,
 ) -> dict[str, Path]:
     """`summary.md`, `pass_cost_llm_vs_tau.png`, `pass_vs_cost.png` and `reliability.png` in
     `out_dir`, for the test split `test` (sweep computed unless given) and the chosen taus.
@@ -234,7 +246,7 @@ def write_report(
         "vs_tau": plot_vs_tau(sweep, out / "pass_cost_llm_vs_tau.png", choices, title),
         "pass_vs_cost": plot_pass_vs_cost(sweep, out / "pass_vs_cost.png", choices, title),
         "reliability": plot_reliability(
-            reliability, out / "reliability.png", invalid_confidence=invalid_confidence
+            reliability, out / "reliability.png", n_bins, invalid_confidence
         ),
     }
     text = summary_table(sweep, choices, title)
@@ -244,3 +256,108 @@ def write_report(
     (out / "summary.md").write_text(text + "\n")
     paths["summary"] = out / "summary.md"
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Output files of a run
+
+SUMMARY_CSV_FIELDS = ("group", "signal", "system", "rule", "tau", "pass_at_1", "avg_cost",
+                      "cost_vs_llm", "llm_fraction")  # fmt: skip
+EVAL_CSV_FIELDS = ("dataset", "n", "pass@1", "format_rate", "ece", "brier", "auroc")
+
+
+def write_cascade(workdir: str | os.PathLike, result) -> None:
+    """Writes a `pipeline.CascadeResult` into `workdir` (see the module docstring)."""
+    workdir = Path(workdir)
+    tmp = Path(tempfile.mkdtemp(dir=workdir, prefix=".report."))
+    try:
+        for group, g in result.groups.items():
+            verbalized = g.signals["verbalized"]
+            write_report(
+                tmp / group, verbalized.test, verbalized.choices,
+                title=f"{group} ({result.llm_title})", reliability=g.reliability,
+                sweep=verbalized.sweep, invalid_confidence=result.invalid_confidence,
+                n_bins=result.bins,
+            )  # fmt: skip
+        replace_dir(tmp, workdir / "report")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_atomic(workdir / "questions.jsonl", _jsonl(result.rows))
+    write_atomic(workdir / "summary.json", json.dumps(result.summary, indent=2) + "\n")
+    write_atomic(workdir / "summary.csv", _csv(summary_csv_rows(result), SUMMARY_CSV_FIELDS))
+    write_atomic(workdir / "report.md", cascade_markdown(result))
+
+
+def summary_csv_rows(result) -> list[dict]:
+    """`summary.csv`: the test split's baselines and chosen taus, per group and signal."""
+    rows = []
+    for group, g in result.groups.items():
+        for signal, s in g.signals.items():
+            llm_cost = s.sweep.llm_only.avg_cost
+            systems = [("slm_only", s.sweep.slm_only, ""), ("llm_only", s.sweep.llm_only, ""),
+                       ("oracle", s.sweep.oracle, "")]  # fmt: skip
+            for system, point, rule in systems + [("cascade", c.test, c.rule) for c in s.choices]:
+                rows.append(
+                    {"group": group, "signal": signal, "system": system, "rule": rule}
+                    | point.as_dict()
+                    | {"cost_vs_llm": point.avg_cost / llm_cost - 1 if llm_cost else None}
+                )
+    return rows
+
+
+def cascade_markdown(result) -> str:
+    """`report.md`: the header (SIMULATED when it is), each group's tables and plots."""
+    slm_name = result.summary["slm"]["price_name"]
+    banner = ["**The LLM is SIMULATED** (answers the gold answer at a set rate): no real large "
+              "model is measured here.", ""]  # fmt: skip
+    md = [
+        f"# COREA cascade: SLM {slm_name} -> {result.llm_title}",
+        "",
+        *(banner if result.simulated else []),
+        f"{len(result.rows)} questions; tau picked on the calibration split, reported on the test "
+        f"split. Prices (USD per 1M input / output tokens): SLM {_price(result.prices['slm'])}, "
+        f"LLM {_price(result.prices['llm'])}.",
+        "",
+    ]
+    for group, g in result.groups.items():
+        for signal, s in g.signals.items():
+            md.append(summary_table(s.sweep, s.choices, f"{group}: {signal} confidence"))
+        md += [
+            f"![{group}: pass@1, cost, LLM% vs tau](report/{group}/pass_cost_llm_vs_tau.png) "
+            f"![{group}: pass@1 vs cost](report/{group}/pass_vs_cost.png) "
+            f"![{group}: reliability](report/{group}/reliability.png)",
+            "",
+        ]
+    return "\n".join(md) + "\n"
+
+
+def write_evaluation(out_dir, slm: Mapping[str, list], metrics: dict, series, bins, invalid):
+    """`corea-jax evaluate --config`'s files in `out_dir`: NAME.jsonl (the scored answers),
+    reliability.png (`series`: name -> (confidence, correct)), metrics.json and metrics.csv."""
+    out_dir = Path(out_dir)
+    for name, rows in slm.items():
+        write_atomic(out_dir / f"{name}.jsonl", _jsonl(rows))
+    with atomic_path(out_dir / "reliability.png") as tmp:
+        plot_reliability(series, tmp, n_bins=bins, invalid_confidence=invalid)
+    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    rows = [
+        {k: m[k] for k in EVAL_CSV_FIELDS if k != "dataset"} | {"dataset": name}
+        for name, m in metrics["datasets"].items()
+    ]
+    write_atomic(out_dir / "metrics.csv", _csv(rows, EVAL_CSV_FIELDS))
+
+
+def _jsonl(rows) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _csv(rows, fields) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _price(p) -> str:
+    return f"{p.input_per_mtok:g} / {p.output_per_mtok:g}"

@@ -1,9 +1,11 @@
 """Step 1 of the cascade: the SLM answers every question, once, and the answers are cached.
 
-`load_questions` reads the configured datasets (`QuestionSource`); `answer_with_slm` samples one
+`load_questions` reads the configured datasets (`QuestionSource`); `slm_model_dir` finds the SLM
+(`SLMConfig.path`, or a tiny random model built for smoke runs); `SLMAnswerer.answer` samples one
 completion per question with the batched KV-cache sampler and keeps, per question, the text, the
 token counts (for cost) and the mean token probability (the AvgProb signal, from the sampler's
-log-probs under the model at temperature 1). `grade_rows` parses and grades them.
+log-probs under the model at temperature 1). The caller scores the texts with
+`corea_jax.scoring.score.score_texts`, the project's one scoring path.
 
 The cache: `DIR/NAME.jsonl`, one row per question, rewritten atomically (temporary file, then
 `os.replace`) after every batch. Batches are fixed slices of the dataset in read order, and a
@@ -24,7 +26,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,16 +103,65 @@ def load_questions(sources: Sequence[QuestionSource], synthetic_seed: int = 0) -
 
 
 @dataclasses.dataclass(frozen=True)
-class SLMSettings:
-    """How the SLM samples: `temperature` 0 is greedy; `top_k` 0 and `top_p` 1 are off."""
+class ScratchConfig:
+    """A random from-scratch SLM (smoke runs only): `spec` holds `ScratchModel` fields."""
 
+    enabled: bool = False
+    spec: Mapping[str, object] = dataclasses.field(
+        default_factory=lambda: dict(hidden_size=32, intermediate_size=64, num_layers=1,
+                                     num_heads=2, num_kv_heads=1, vocab_size=512,
+                                     split_digits=True, family="qwen2", seed=0)
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SLMConfig:
+    """The SLM and how it samples.
+
+    `path` is a HF model directory (Qwen2.5-7B-Instruct, or a trained run's DIR/export);
+    `price_name` the price table entry it is charged at. `temperature` 0 is greedy [open];
+    `top_k` 0 and `top_p` 1 are off; `max_new_tokens` 2048 is the paper's response length.
+    """
+
+    path: str = ""
+    price_name: str = "Qwen/Qwen2.5-7B-Instruct"
+    dtype: str = "bfloat16"
     max_new_tokens: int = 2048
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
     batch_size: int = 16
     seed: int = 0
-    dtype: str = "bfloat16"
+    scratch: ScratchConfig = ScratchConfig()
+
+
+# What decides the SLM's answers besides the model and the prompt: the cache's run key.
+_SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "batch_size", "seed",
+                    "dtype")  # fmt: skip
+
+
+def slm_model_dir(slm: SLMConfig, workdir: Path, questions: dict) -> Path:
+    """The SLM's model directory: `slm.path`, or with `slm.scratch.enabled` a tiny random model
+    built once in `workdir/scratch_model` (its tokenizer trained on the synthetic task and the
+    questions to answer)."""
+    if slm.scratch.enabled:
+        from corea_jax.data import DEFAULT_SYSTEM, synthetic
+        from corea_jax.models.scratch import ScratchModel, build_scratch_model
+
+        model_dir = workdir / "scratch_model"
+        if not (model_dir / "config.json").exists():
+            records = synthetic.make_split(synthetic.SyntheticTask(), "train", 200)
+            texts = [r.question for r in records] + [
+                synthetic.reference_completion(r, 0.9) for r in records
+            ]
+            texts += [DEFAULT_SYSTEM] + [r.question for rs, _ in questions.values() for r in rs]
+            build_scratch_model(model_dir, texts, ScratchModel(**slm.scratch.spec))
+        return model_dir
+    if not slm.path:
+        raise CoreaError("slm.path: set the SLM's HF model directory (or slm.scratch.enabled)")
+    if not Path(slm.path).is_dir():
+        raise CoreaError(f"slm.path: {slm.path}: model directory not found")
+    return Path(slm.path)
 
 
 def _model_fingerprint(model_dir: Path) -> str:
@@ -143,14 +194,14 @@ def _read_cache(path: Path) -> dict[str, dict]:
 class SLMAnswerer:
     """Loads the SLM once and answers datasets through the per-dataset cache in `cache_dir`."""
 
-    def __init__(self, model_dir: str | Path, settings: SLMSettings, cache_dir: Path):
+    def __init__(self, model_dir: str | Path, settings: SLMConfig, cache_dir: Path):
         self.model_dir, self.settings, self.cache_dir = Path(model_dir), settings, cache_dir
         self._model = None
         from corea_jax.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.model_dir)
         self.samples_drawn = 0
-        run = dataclasses.asdict(settings)
+        run = {f: getattr(settings, f) for f in _SAMPLING_FIELDS}
         run["model"] = _model_fingerprint(self.model_dir)
         self._run_key = json.dumps(run, sort_keys=True)
 
@@ -162,11 +213,7 @@ class SLMAnswerer:
             from corea_jax.sampling import Sampler
 
             model = load_model(self.model_dir, dtype=jnp.dtype(self.settings.dtype))
-            eos = set(model.config.eos_token_ids)
-            if self.tokenizer.eos_token_id is not None:
-                eos.add(self.tokenizer.eos_token_id)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            self._model = Sampler(model, eos_ids=sorted(eos), pad_id=pad)
+            self._model = Sampler.for_tokenizer(model, self.tokenizer)
         return self._model
 
     def count_tokens(self, text: str) -> int:
@@ -235,43 +282,3 @@ class SLMAnswerer:
 def _finite(x) -> float | None:
     x = float(x)
     return round(x, 6) if np.isfinite(x) else None
-
-
-def output_format(name: str, kind: str):
-    """The parsing layout for answers to a question of `kind`: multiple choice reduces the answer
-    to a letter where one can be read."""
-    from corea_jax.scoring import parsing
-
-    fmt = parsing.get_format(name)
-    if kind == "choice" and fmt.choice_letters is None:
-        fmt = dataclasses.replace(fmt, choice_letters="ABCDEFGHIJ")
-    return fmt
-
-
-def grade_texts(records, texts: Sequence[str], fmt_name: str, grader) -> list[dict]:
-    """Parses and grades one completion per record: answer, confidence (None when invalid),
-    format_ok, correct, grade_method."""
-    from corea_jax.scoring.grading import GradeTask
-    from corea_jax.scoring.parsing import parse_completion
-
-    parsed = [
-        parse_completion(t, output_format(fmt_name, r.kind))
-        for r, t in zip(records, texts, strict=True)
-    ]
-    grades = grader.grade(
-        [
-            GradeTask(r.answer, p.answer, r.kind, r.choices or None)
-            for r, p in zip(records, parsed, strict=True)
-        ]
-    )
-    return [
-        {
-            "answer": p.answer,
-            "confidence": p.confidence,
-            "format_ok": p.format_ok,
-            "format_reason": p.reason,
-            "correct": bool(g.correct),
-            "grade_method": g.method,
-        }
-        for p, g in zip(parsed, grades, strict=True)
-    ]

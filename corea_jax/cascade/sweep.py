@@ -103,6 +103,15 @@ class OperatingPoint:
     avg_cost: float
     llm_fraction: float
 
+    def as_dict(self) -> dict:
+        """As JSON: tau None where NaN."""
+        return {
+            "tau": None if math.isnan(self.tau) else self.tau,
+            "pass_at_1": self.pass_at_1,
+            "avg_cost": self.avg_cost,
+            "llm_fraction": self.llm_fraction,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:

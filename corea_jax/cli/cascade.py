@@ -9,7 +9,7 @@ each rule of `tau.rules` and reported on the test split, for the verbalized conf
 AvgProb signal. Writes DIR/questions.jsonl, summary.json, summary.csv, report.md and
 report/GROUP/*.png. SLM answers (DIR/slm/) and LLM answers (DIR/llm_cache.sqlite) are cached:
 running again resumes, and a finished run re-runs with no sampling and no LLM call.
-`--config.llm.simulated=true` uses a SIMULATED LLM on loopback (see configs/eval_common.py).
+`--config.llm.simulated=true` uses a SIMULATED LLM in-process (see configs/eval_common.py).
 """
 
 from pathlib import Path
@@ -26,7 +26,8 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.config is None:
         raise CoreaError("cascade needs --config=configs/FILE.py (e.g. configs/eval_ood_math.py)")
+    from corea_jax.cascade import CascadeConfig
     from corea_jax.cascade.pipeline import run as cascade_run
 
-    cascade_run(args.config, args.workdir)
+    cascade_run(CascadeConfig.from_config(args.config), args.workdir)
     return 0

@@ -3,7 +3,7 @@
     corea-jax demo [--workdir DIR] [--config=configs/demo.py[:quick]] [--config.KEY=VALUE ...]
 
 Builds a tiny model from scratch, warms it up with SFT, trains RLVR, Brier and COREA policies
-with GRPO, runs the cascade against a clearly labelled SIMULATED LLM on loopback, and writes
+with GRPO, runs the cascade against a clearly labelled SIMULATED LLM (in-process), and writes
 DIR/report.md. Re-running with the same --workdir resumes and reuses what is done.
 """
 

@@ -7,10 +7,11 @@ Stages (each is skipped when its output exists, so re-running with the same work
      warm model is over-confident, as real instruction-tuned SLMs are.
   2. policies: RLVR, Brier and COREA (L1) are trained with the real GRPO trainer from that same
      warm start, with the same seeds and budgets; only the reward preset differs.
-  3. cascade: each policy answers the synthetic calibration+test questions, a SIMULATED LLM on
-     loopback (an OpenAI-compatible server that knows the gold answers and is right at a
-     documented accuracy per difficulty level, see `configs/demo.py`) answers them too, and the
-     real cascade evaluation runs (threshold sweep, tau rules, baselines, costs, plots).
+  3. cascade: each policy answers the synthetic calibration+test questions, a SIMULATED LLM
+     (in-process, behind the same `LLMClient` as a real endpoint; it knows the gold answers and
+     is right at a documented accuracy per difficulty level, see `configs/demo.py`) answers them
+     too, and the real cascade evaluation runs (threshold sweep, tau rules, baselines, costs,
+     plots).
   4. report: `report.md` with the headline table (test split), links to each policy's cascade
      report and plots; the table is printed at the end.
 Pointing `--config.cascade.llm.simulated=false` and `--config.cascade.llm.base_url=...` at a
@@ -132,7 +133,7 @@ def warm_start(config, workdir: Path) -> Path:
 
 
 def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
-    from corea_jax.cascade import pipeline
+    from corea_jax.cascade import CascadeConfig, pipeline
     from corea_jax.rl.train import run as train_run
 
     workdir = Path(workdir)
@@ -162,7 +163,7 @@ def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
         cascade = copy.deepcopy(config.cascade)
         cascade.slm.path = str(model_dir)
         _stage(f"3/4 cascade evaluation {i + 1}/{len(policies)}: {preset}", False)
-        summaries[preset] = (pipeline.run(cascade, out), out)
+        summaries[preset] = (pipeline.run(CascadeConfig.from_config(cascade), out), out)
 
     _stage("4/4 report", False)
     rows = [headline_row(preset, *summaries[preset]) for preset in policies]
@@ -239,9 +240,9 @@ def headline_table(rows: list[dict], simulated: bool) -> str:
 
 
 SIMULATED_BANNER = (
-    "**The LLM is SIMULATED**: a loopback OpenAI-compatible server that knows the gold answers "
-    "and is right at a set accuracy per difficulty level (configs/demo.py). No real large model "
-    "is measured; the SLMs are real models trained here."
+    "**The LLM is SIMULATED**: an in-process stand-in that knows the gold answers and is right "
+    "at a set accuracy per difficulty level (configs/demo.py). No real large model is measured; "
+    "the SLMs are real models trained here."
 )
 
 

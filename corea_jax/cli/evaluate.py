@@ -35,8 +35,9 @@ import numpy as np
 
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import grading, metrics, parsing
-from corea_jax.scoring.grading import GradeTask, GradingConfig
+from corea_jax.scoring.grading import GradingConfig
 from corea_jax.scoring.grading_workers import Grader
+from corea_jax.scoring.score import ScoreItem, score_texts
 
 TAKES_CONFIG = True
 
@@ -120,28 +121,13 @@ def _check_row(line: str, where: str) -> dict:
 
 
 def score_rows(rows: list[dict], fmt: parsing.OutputFormat, grader: Grader) -> list[dict]:
-    """Parse and grade every row; one output row each, in order."""
-    parsed = [parsing.parse_completion(r["completion"], fmt) for r in rows]
-    grades = grader.grade(
-        [
-            GradeTask(r["gold"], p.answer, r["kind"], r["choices"])
-            for r, p in zip(rows, parsed, strict=True)
-        ]
-    )
-    return [
-        {
-            "id": r["id"],
-            "correct": g.correct,
-            "answer": p.answer,
-            "confidence": p.confidence,
-            "confidence_valid": p.confidence_valid,
-            "format_ok": p.format_ok,
-            "format_reason": p.reason,
-            "grade_method": g.method,
-            "grade_reason": g.reason,
-        }
-        for r, p, g in zip(rows, parsed, grades, strict=True)
-    ]
+    """Parse and grade every row through `score_texts` (a choice question reads a letter); one
+    output row each, in order."""
+    items = [ScoreItem(r["gold"], r["kind"], r["choices"]) for r in rows]
+    scored = score_texts([r["completion"] for r in rows], items, grader, fmt).rows()
+    keys = ("correct", "answer", "confidence", "confidence_valid", "format_ok", "format_reason",
+            "grade_method", "grade_reason")  # fmt: skip
+    return [{"id": r["id"]} | {k: s[k] for k in keys} for r, s in zip(rows, scored, strict=True)]
 
 
 def summarize(scored: list[dict], n_bins: int, invalid_confidence: float) -> dict:
@@ -178,9 +164,10 @@ def run(args) -> int:
         if args.config is not None:
             if args.workdir is None:
                 raise CoreaError("evaluate --config needs --workdir=DIR")
+            from corea_jax.cascade import CascadeConfig
             from corea_jax.cascade.pipeline import evaluate
 
-            evaluate(args.config, args.workdir)
+            evaluate(CascadeConfig.from_config(args.config), args.workdir)
             return 0
         raise CoreaError("evaluate: give --completions FILE.jsonl")
     fmt = parsing.get_format(args.format)

@@ -1,4 +1,4 @@
-"""Accuracy, calibration, discrimination and cost metrics.
+"""Accuracy, calibration and discrimination metrics (costs: `corea_jax.cascade.cost`).
 
 The kernels are pure `jnp` and jittable (static `n_bins`, `k`, `binning`). Sample metrics take
 arrays of any shape (`[B, G]`, `[N]`) and treat every entry as one sample; `mask` (same shape,
@@ -16,15 +16,12 @@ Definitions and the defaults PAPER.md leaves open (all parameters):
   one half. With only one class present it is undefined: NaN, and `auroc_undefined_reason` says
   which class is missing.
 - pass@k: the unbiased estimator 1 - C(n - c, k) / C(n, k) per prompt (Chen et al. 2021).
-- Cost per question: tokens x price per 1M tokens (input and output priced apart, `Price`); a
-  deferred question pays the SLM and the LLM (PAPER.md [open] cost model).
 - In `calibration_summary`, an invalid confidence counts as `invalid_confidence=0.0` (PAPER.md
   [open] 4: treated as 0, i.e. deferred); None leaves those samples out instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -201,40 +198,6 @@ def auroc_undefined_reason(correct, mask=None) -> str | None:
     if not n_pos and not n_neg:
         return "no samples"
     return "only one class: every answer is " + ("correct" if n_pos else "wrong")
-
-
-# --- cascade --------------------------------------------------------------------------------
-
-
-def llm_share(deferred, mask=None) -> jnp.ndarray:
-    """LLM%: the share of questions deferred to the large model, in [0, 1]."""
-    return pass_at_1(deferred, mask)
-
-
-@dataclasses.dataclass(frozen=True)
-class Price:
-    """A model's price in currency units per 1M input and per 1M output tokens."""
-
-    input_per_mtok: float
-    output_per_mtok: float
-
-
-def cost_per_question(
-    slm_input_tokens,
-    slm_output_tokens,
-    llm_input_tokens,
-    llm_output_tokens,
-    deferred,
-    slm_price: Price,
-    llm_price: Price,
-) -> jnp.ndarray:
-    """Mean cost per question, all arrays `[N]`: every question pays the SLM's tokens; a
-    deferred one also pays the LLM's (its LLM tokens are ignored otherwise)."""
-    slm = _flat(slm_input_tokens) * slm_price.input_per_mtok
-    slm = slm + _flat(slm_output_tokens) * slm_price.output_per_mtok
-    llm = _flat(llm_input_tokens) * llm_price.input_per_mtok
-    llm = llm + _flat(llm_output_tokens) * llm_price.output_per_mtok
-    return jnp.mean(slm + jnp.where(_flat(deferred, bool), llm, 0.0)) / 1e6
 
 
 # --- summary for reports --------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """A SIMULATED large model for offline runs: it knows the gold answers and is right at a set rate.
 
-`gold_answer_policy` is an `AnswerPolicy` for `SimulatedLLMServer`: the pipeline starts that
-loopback server when `llm.simulated=True`, so the whole cascade (HTTP client, retries, cache,
-usage) runs as against a real endpoint, but nothing a simulated LLM says measures any model.
-Reports label such runs "SIMULATED LLM" everywhere.
+`gold_answer_policy` is an `AnswerPolicy`. With `llm.simulated=True` the cascade plugs it in
+in-process as `SimulatedChatBackend`, a `ChatBackend` behind the same `LLMClient` (cache,
+concurrency, usage) as a real endpoint, with no network; the tests that exercise HTTP faults
+serve a policy through `SimulatedLLMServer` on loopback instead. Nothing a simulated LLM says
+measures any model: reports label such runs "SIMULATED LLM" everywhere, and the response cache
+keys its answers on `simulated_identity(...)` (accuracy, levels, seed), never on a URL.
 
 Policy: the question is looked up by the content of the request's last (user) message. With
 probability `accuracy` (a hash of seed and question, so a re-run gives the same answers) the
@@ -16,10 +18,13 @@ characters / 4 for the prompt and the reply [open].
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+import threading
 from collections.abc import Mapping
 
+from corea_jax.cascade.backend import ChatReply
 from corea_jax.testing.llm_server import AnswerPolicy
 
 _INT = re.compile(r"-?\d+")
@@ -55,3 +60,40 @@ def gold_answer_policy(
         return text, math.ceil(prompt / 4), math.ceil(len(text) / 4)
 
     return policy
+
+
+def simulated_identity(
+    accuracy: float, seed: int = 0, accuracy_by_level: Mapping[str, float] | None = None
+) -> str:
+    """The name a gold-answer simulated LLM answers under (the response cache's key in place of
+    an endpoint URL): it changes whenever its answers can."""
+    levels = json.dumps(dict(accuracy_by_level or {}), sort_keys=True)
+    digest = hashlib.sha256(levels.encode()).hexdigest()[:8]
+    return f"simulated-llm:acc{accuracy:g}-levels{digest}-seed{seed}"
+
+
+class SimulatedChatBackend:
+    """A `ChatBackend` answering in-process with an `AnswerPolicy`: no network, no faults.
+
+    Its reply is what `SimulatedLLMServer` would send for the same policy (the policy's text and
+    token counts as the usage, finish reason "stop"). `requests` counts the calls answered.
+    """
+
+    def __init__(self, policy: AnswerPolicy, model: str, identity: str):
+        self.model, self.identity = model, identity
+        self._policy = policy
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"SimulatedChatBackend({self.identity!r}, model={self.model!r})"
+
+    def chat(self, messages, params) -> ChatReply:
+        params = {"model": self.model, **params}
+        text, prompt, completion = self._policy([dict(m) for m in messages], params)
+        with self._lock:
+            self.requests += 1
+        return ChatReply(text, int(prompt), int(completion), "stop")
+
+    def close(self) -> None:
+        pass

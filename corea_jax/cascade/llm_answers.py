@@ -1,0 +1,103 @@
+"""Step 2 of the cascade: the LLM answers every question once, through `LLMClient`.
+
+Every question is asked, deferred or not: that makes every tau, baseline and rule a pure function
+of the answers. Answers are cached in `DIR/llm_cache.sqlite` (`ResponseCache`), so a re-run
+makes no call.
+
+The LLM's prompt [open]: the system text `LLMConfig.system` (default: the SLM's default
+instructions, `corea_jax.data.DEFAULT_SYSTEM`, which ask for the same <think>/<answer>/
+<confidence> layout) and the same user text as the SLM's (question, and options for multiple
+choice). A question the LLM failed within `max_failed_questions` comes back with `error` set
+(it is not cached, so the next run asks again).
+
+With `LLMConfig.simulated` the LLM is `corea_jax.testing.simulated_llm.SimulatedChatBackend`
+in-process (no network): it answers with the gold answer at the configured accuracy, and says
+so on stderr and in every output.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from corea_jax.cascade.cache import ResponseCache
+from corea_jax.cascade.client import LLMClient, LLMRequest, LLMResponse
+from corea_jax.cascade.settings import LLMConfig
+
+
+def llm_messages(system: str, record, templates) -> tuple[dict, ...]:
+    """The LLM's chat for one question: the system text ("" = the SLM's) and the user text."""
+    from corea_jax.data import DEFAULT_SYSTEM
+
+    return (
+        {"role": "system", "content": system or DEFAULT_SYSTEM},
+        {"role": "user", "content": templates.user_text(record)},
+    )
+
+
+def simulated_backend(llm: LLMConfig, questions: dict):
+    """The SIMULATED LLM for `questions` (`{name: (records, templates)}`), as a `ChatBackend`."""
+    from corea_jax.testing.simulated_llm import (
+        SimulatedChatBackend,
+        gold_answer_policy,
+        simulated_identity,
+    )
+
+    by_level = dict(llm.simulated_accuracy_by_level)
+
+    def accuracy(record) -> tuple:
+        level = f"{record.metadata.get('steps')},{record.metadata.get('digits')}"
+        return (by_level[level],) if level in by_level else ()
+
+    answers = {
+        templates.user_text(r): (r.answer, r.kind, len(r.choices), *accuracy(r))
+        for records, templates in questions.values()
+        for r in records
+    }
+    policy = gold_answer_policy(answers, llm.simulated_accuracy, llm.simulated_seed)
+    identity = simulated_identity(llm.simulated_accuracy, llm.simulated_seed, by_level)
+    print(
+        f"corea-jax: SIMULATED LLM in-process ({identity}, model name {llm.model!r}, "
+        f"accuracy {'by difficulty level' if by_level else llm.simulated_accuracy}); "
+        "no real model is measured",
+        file=sys.stderr,
+    )
+    return SimulatedChatBackend(policy, llm.model, identity)
+
+
+def answer_with_llm(
+    llm: LLMConfig, questions: dict, cache_path: Path, count_tokens, seed: int = 0
+) -> tuple[dict[str, list[LLMResponse]], dict]:
+    """`{name: [LLMResponse]}` in question order, and the call counts (`calls`, `cache_hits`,
+    `failed_questions`, and `server_requests`: the simulated LLM's answered calls, else None)."""
+    requests = {
+        name: [LLMRequest(f"{name}/{r.id}", llm_messages(llm.system, r, t)) for r in records]
+        for name, (records, t) in questions.items()
+    }
+    backend = simulated_backend(llm, questions) if llm.simulated else None
+    cache = ResponseCache(cache_path)
+    client = LLMClient(
+        None if llm.simulated else llm.endpoint(),
+        params=llm.sampling(),
+        options=llm.client(),
+        cache=cache,
+        count_tokens=count_tokens,
+        backend=backend,
+        seed=seed,
+    )
+    try:
+        answers = client.complete([q for qs in requests.values() for q in qs])
+    finally:
+        client.close()
+        cache.close()
+    stats = {
+        "calls": client.stats.calls,
+        "cache_hits": client.stats.cache_hits,
+        "failed_questions": client.stats.failed_questions,
+        "server_requests": backend.requests if backend is not None else None,
+    }
+    out, i = {}, 0
+    for name, qs in requests.items():
+        out[name] = answers[i : i + len(qs)]
+        i += len(qs)
+    return out, stats
