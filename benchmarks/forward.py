@@ -1,7 +1,7 @@
 """Forward-pass throughput: corea-jax vs transformers (PyTorch) on the same random weights.
 
     .venv-py3.11/bin/python benchmarks/forward.py [--preset Qwen/Qwen2.5-0.5B-Instruct]
-        [--layers N] [--batch 4] [--seq 256] [--repeats 5] [--dtype float32]
+        [--layers L] [--batch 4] [--seq 256] [--repeats 5] [--dtype float32]
 
 Builds a random model with the preset's shape (optionally fewer layers), writes it as a HF
 directory, loads that same directory into both frameworks, and prints tokens/s for each, measured

@@ -1,7 +1,7 @@
 """`corea-jax generate`: sample completions from a HF model directory.
 
-    corea-jax generate --model DIR (--prompt TEXT | --prompts-file FILE.jsonl) [--chat] [--n N]
-        [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
+    corea-jax generate --model DIR (--prompt TEXT | --prompts-file FILE.jsonl) [--chat] [--n G]
+        [--max-new-tokens C] [--temperature T] [--top-p P] [--top-k K] [--seed S]
         [--stop STRING ...] [--batch-size B] [--dtype float32|bfloat16] [--output FILE.jsonl]
 
 A prompts file has one JSON object per line with `prompt` (text) or `messages` (a chat list).
@@ -106,17 +106,17 @@ def run(args) -> int:
         batch = apply_stop_strings(
             batch, lambda ids: tokenizer.decode(ids, skip_special_tokens=True), args.stop
         )
-        for r in range(len(batch.lengths)):
-            length = int(batch.lengths[r])
+        for row in range(len(batch.lengths)):
+            length = int(batch.lengths[row])
             out_lines.append(
                 json.dumps(
                     {
-                        "prompt_index": start + int(batch.prompt_index[r]),
-                        "sample_index": r % args.n,
-                        "text": batch.texts[r],
-                        "token_ids": batch.tokens[r, :length].tolist(),
-                        "logprobs": [round(float(x), 6) for x in batch.logprobs[r, :length]],
-                        "finish_reason": batch.finish_reasons[r],
+                        "prompt_index": start + int(batch.prompt_index[row]),
+                        "sample_index": row % args.n,
+                        "text": batch.texts[row],
+                        "token_ids": batch.tokens[row, :length].tolist(),
+                        "logprobs": [round(float(x), 6) for x in batch.logprobs[row, :length]],
+                        "finish_reason": batch.finish_reasons[row],
                     },
                     ensure_ascii=False,
                 )

@@ -33,7 +33,7 @@ class RopeScaling:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Decoder hyperparameters (axis letters: V vocab, D hidden, N/K query/kv heads, H head dim)."""
+    """Decoder hyperparameters; the comments give each one's axis letter (see `transformer`)."""
 
     family: str
     vocab_size: int  # V

@@ -59,7 +59,7 @@ def rope_tables(positions: jnp.ndarray, inv_freq: np.ndarray, dtype) -> RopeTabl
 
 
 def apply_rope(x: jnp.ndarray, tables: RopeTables) -> jnp.ndarray:
-    """Rotates x [B, T, N, H] by `rope_tables` [B, T, 1, H]; returns x's dtype."""
+    """Rotates x [B, T, N or K, H] by `rope_tables` [B, T, 1, H]; returns x's dtype."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * tables.cos.astype(x.dtype) + rotated * tables.sin.astype(x.dtype)

@@ -1,10 +1,8 @@
 """The one decoder shared by Qwen2.5 and Llama 3 (flax NNX).
 
 Module and parameter names mirror the HF checkpoints (`model.embed_tokens`,
-`model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, `lm_head`), so the
-loader is a table of renames plus transposes. Axis letters: B batch, T query length, S key
-length, D model, F MLP width, N query heads, K kv heads, R = N / K query heads per kv head,
-H head dim, V vocab.
+`model.layers.{i}.self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, `lm_head`), so the
+loader is a table of renames plus transposes.
 
 Departures from a textbook decoder, each to match the HF reference bit-for-bit in float32:
 RMSNorm normalises in float32 and casts back before the weight multiply; attention logits and
@@ -13,6 +11,26 @@ sampling and GRPO log-probs need them.
 
 Positions are per row (`positions [B, T]`) and the attention mask is explicit (`mask [B, T, S]`),
 so left-padded batches and the sampler's KV cache use the same code path as training.
+
+Axis letters
+------------
+One alphabet for the models and the sampler, in shape comments, einsum strings and size
+variables (lower case: `b, t, _ = x.shape`):
+
+    B  batch rows: prompts, or prompts x samples when flattened (each use says which)
+    G  samples per prompt (the GRPO group)
+    T  query positions of one forward pass
+    S  key slots (the KV cache; S = T without one)
+    P  prompt slots (bucketed, left-padded)
+    C  completion slots (new tokens)
+    D  model width              F  MLP width
+    N  query heads              K  kv heads
+    Q  = N / K query heads per kv head
+    H  head dim                 V  vocab
+    L  layers
+
+An axis that merges two is written as their product (`[B, K, Q*T, H]`); an einsum, which needs
+one letter per axis, names its merged letter where it is used.
 """
 
 from __future__ import annotations
@@ -97,7 +115,7 @@ class Attention(nnx.Module):
         """
         b, t, _ = x.shape
         n, k, h = self.num_heads, self.num_kv_heads, self.head_dim
-        q = apply_rope(self.q_proj(x).reshape(b, t, n, h), rope)
+        query = apply_rope(self.q_proj(x).reshape(b, t, n, h), rope)  # [B, T, N, H]
         key = apply_rope(self.k_proj(x).reshape(b, t, k, h), rope)
         key = key.transpose(0, 2, 3, 1)  # [B, K, H, T]: the cache's key layout
         value = self.v_proj(x).reshape(b, t, k, h).transpose(0, 2, 1, 3)  # [B, K, T, H]
@@ -109,17 +127,18 @@ class Attention(nnx.Module):
                 cache.v, value.astype(cache.v.dtype), (0, 0, cache_index, 0)
             )
             cache = LayerCache(key, value)
-        # The R = N / K query heads of a KV head and the T positions share one axis, so both
-        # products are plain batched matmuls over (B, K): K/V are never repeated R times (XLA
-        # on CPU materialised that repeat, [B, K, S, R, H] per layer per decode step).
-        r = n // k
-        q = q.reshape(b, t, k, r, h).transpose(0, 2, 3, 1, 4).reshape(b, k, r * t, h)
-        scores = jnp.einsum("bkqh,bkhs->bkqs", q, key, preferred_element_type=jnp.float32)
-        scores = scores.reshape(b, k, r, t, -1) * (h**-0.5)  # [B, K, R, T, S]
+        # The Q = N / K query heads of a KV head and the T positions share one axis (einsum
+        # letter m = Q*T), so both products are plain batched matmuls over (B, K): K/V are never
+        # repeated Q times (XLA on CPU materialised that repeat, [B, K, S, Q, H] per layer per
+        # decode step).
+        q = n // k
+        query = query.reshape(b, t, k, q, h).transpose(0, 2, 3, 1, 4).reshape(b, k, q * t, h)
+        scores = jnp.einsum("bkmh,bkhs->bkms", query, key, preferred_element_type=jnp.float32)
+        scores = scores.reshape(b, k, q, t, -1) * (h**-0.5)  # [B, K, Q, T, S]
         scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype).reshape(b, k, r * t, -1)
-        out = jnp.einsum("bkqs,bksh->bkqh", probs, value).reshape(b, k, r, t, h)
-        out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, n * h)  # heads in (K, R) order
+        probs = jax.nn.softmax(scores, axis=-1).astype(value.dtype).reshape(b, k, q * t, -1)
+        out = jnp.einsum("bkms,bksh->bkmh", probs, value).reshape(b, k, q, t, h)
+        out = out.transpose(0, 3, 1, 2, 4).reshape(b, t, n * h)  # heads in (K, Q) order
         return self.o_proj(out), cache
 
 

@@ -48,7 +48,7 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _last_positive(weights: jax.Array) -> jax.Array:
-    """[B, N] non-negative -> [B] int32 index of the last positive entry (0 if none)."""
+    """[B, entries] non-negative -> [B] int32 index of the last positive entry (0 if none)."""
     index = jnp.arange(weights.shape[-1], dtype=jnp.int32)
     return jnp.maximum(jnp.max(jnp.where(weights > 0, index, -1), axis=-1), 0)
 

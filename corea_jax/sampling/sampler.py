@@ -1,5 +1,9 @@
 """Batched KV-cache sampling: jitted prefill + `lax.while_loop` decode.
 
+Axis letters are `corea_jax.models.transformer`'s: B rows, G samples per prompt, P prompt slots,
+C completion slots, S = P + C key slots, K kv heads, H head dim, V vocab. B is the number of
+prompts up to the prefill and prompts x G (row b * G + j is sample j of prompt b) from then on.
+
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
 per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H]. A row's
@@ -7,22 +11,22 @@ positions count its real tokens only, so padding changes no logits. The cache li
 jitted call: XLA updates the while-loop carry in place.
 
 Segments. Every decode step reads the whole cache, so slots not yet written cost time. The
-decode budget N is split into `decode_segments` equal segments, one `while_loop` each: during
+C completion slots are split into `decode_segments` equal segments, one `while_loop` each: during
 segment j the cache holds S = P + (end of segment j) slots, and it grows (one copy) between
-segments. With 4 segments a step reads on average P + 5N/8 slots instead of P + N; the price is
+segments. With 4 segments a step reads on average P + 5C/8 slots instead of P + C; the price is
 one compiled loop body per segment.
 
-Groups. `n` samples per prompt share one prefill: the prefilled cache and last logits are
-repeated n times along the batch axis (row b * n + j is sample j of prompt b).
+Groups. The G = `n` samples of a prompt share one prefill: the prefilled cache and last logits
+are repeated G times along the batch axis.
 
-Buckets. P and N are rounded up to quarter-octave buckets (`bucket`: 16, 32, 48, 64, 80, 96,
+Buckets. P and C are rounded up to quarter-octave buckets (`bucket`: 16, 32, 48, 64, 80, 96,
 112, 128, 160, ...), so a new prompt length or `max_new_tokens` mostly reuses a compiled
 program; `max_new_tokens` itself is a traced argument.
 
 Stopping. A row stops on an EOS id, on a stop token sequence (matched in the loop against the
 row's last tokens) or at `max_new_tokens`; the loop exits as soon as every row is done. Each
 iteration draws a token and runs the forward pass that gives the next token's logits, so the
-last token is drawn after the loop: N tokens cost one prefill and N - 1 decode passes. Stop
+last token is drawn after the loop: C tokens cost one prefill and C - 1 decode passes. Stop
 *strings* (text) are applied on the host afterwards by `apply_stop_strings`, which cuts at the
 first token boundary whose decoded prefix contains one, so tokens, log-probs and text agree.
 
@@ -60,16 +64,16 @@ GREEDY = Greedy()
 
 
 class DecodeState(NamedTuple):
-    """The while-loop carry. Rows are B = prompts x n samples."""
+    """The while-loop carry. Rows are B = prompts x G samples, flattened."""
 
     step: jax.Array  # [] int32: index of the token sampled next
     cache: tuple[LayerCache, ...]  # per layer k [B, K, H, S], v [B, K, S, H]
     logits: jax.Array  # [B, V] float32: the model's logits for token `step`
-    tokens: jax.Array  # [B, N] int32 sampled tokens, pad_id once a row is done
-    logprobs: jax.Array  # [B, N] float32 log-prob under the model (temperature 1)
-    processed_logprobs: jax.Array  # [B, N] float32 log-prob under the sampling distribution
+    tokens: jax.Array  # [B, C] int32 sampled tokens, pad_id once a row is done
+    logprobs: jax.Array  # [B, C] float32 log-prob under the model (temperature 1)
+    processed_logprobs: jax.Array  # [B, C] float32 log-prob under the sampling distribution
     lengths: jax.Array  # [B] int32 tokens generated (the EOS / stop token included)
-    recent: jax.Array  # [B, M] int32 last M tokens, for stop-sequence matching
+    recent: jax.Array  # [B, longest stop sequence] int32 last tokens, for stop matching
     done: jax.Array  # [B] bool
     finish: jax.Array  # [B] int32 index into FINISH_REASONS
     row_keys: jax.Array  # [B] PRNG keys, one per row
@@ -77,18 +81,19 @@ class DecodeState(NamedTuple):
 
 @dataclasses.dataclass
 class SampleBatch:
-    """Host-side result; row r is sample r % n of prompt r // n."""
+    """Host-side result. Rows are B = prompts x G samples, flattened: row b is sample b % G of
+    prompt b // G; C = max_new_tokens."""
 
-    tokens: np.ndarray  # [R, N] int32
-    lengths: np.ndarray  # [R] int32
-    logprobs: np.ndarray  # [R, N] float32 (0 past the length)
-    processed_logprobs: np.ndarray  # [R, N] float32
-    finish_reasons: list[str]  # [R]
-    prompt_index: np.ndarray  # [R] int32
+    tokens: np.ndarray  # [B, C] int32
+    lengths: np.ndarray  # [B] int32
+    logprobs: np.ndarray  # [B, C] float32 (0 past the length)
+    processed_logprobs: np.ndarray  # [B, C] float32
+    finish_reasons: list[str]  # [B]
+    prompt_index: np.ndarray  # [B] int32
     texts: list[str] | None = None
 
-    def row_tokens(self, r: int) -> list[int]:
-        return self.tokens[r, : self.lengths[r]].tolist()
+    def row_tokens(self, row: int) -> list[int]:
+        return self.tokens[row, : self.lengths[row]].tolist()
 
 
 def bucket(length: int, min_bucket: int = 16) -> int:
@@ -131,26 +136,27 @@ def decode_step(model, cache, token, step, prompt_lengths, prompt_slots: int):
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "graphdef", "n", "buffer", "segments", "method", "eos_ids", "stop_seqs", "pad_id",
-        "mesh",
+        "graphdef", "g", "c", "segments", "method", "eos_ids", "stop_seqs", "pad_id", "mesh",
     ),
 )  # fmt: skip
 def _generate(
     graphdef, state, tokens, valid, key, max_new_tokens,
-    *, n, buffer, segments, method, eos_ids, stop_seqs, pad_id, mesh,
+    *, g, c, segments, method, eos_ids, stop_seqs, pad_id, mesh,
 ):  # fmt: skip
+    """tokens, valid [B, P] (B prompts) -> tokens, logprobs, processed_logprobs [B*G, C] and
+    lengths, finish [B*G]: G samples per prompt, C completion slots (bucketed)."""
     model = nnx.merge(graphdef, state)
     cfg = model.config
     b, p = tokens.shape
     cache_dtype = model.model.embed_tokens.embedding[...].dtype
-    ends = segment_ends(buffer, segments)
+    ends = segment_ends(c, segments)
     logits, cache = prefill(model, tokens, valid, p + ends[0], cache_dtype)
     prompt_lengths = valid.sum(axis=1).astype(jnp.int32)
-    if n > 1:
-        logits = jnp.repeat(logits, n, axis=0)
-        cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), cache)
-        prompt_lengths = jnp.repeat(prompt_lengths, n, axis=0)
-    rows = b * n
+    if g > 1:
+        logits = jnp.repeat(logits, g, axis=0)
+        cache = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache)
+        prompt_lengths = jnp.repeat(prompt_lengths, g, axis=0)
+    rows = b * g  # B from here on: prompts x G
 
     def constrain(cache):
         if mesh is None:
@@ -171,9 +177,9 @@ def _generate(
         step=jnp.int32(0),
         cache=cache,
         logits=logits,
-        tokens=jnp.full((rows, buffer), pad_id, jnp.int32),
-        logprobs=jnp.zeros((rows, buffer), jnp.float32),
-        processed_logprobs=jnp.zeros((rows, buffer), jnp.float32),
+        tokens=jnp.full((rows, c), pad_id, jnp.int32),
+        logprobs=jnp.zeros((rows, c), jnp.float32),
+        processed_logprobs=jnp.zeros((rows, c), jnp.float32),
         lengths=jnp.zeros((rows,), jnp.int32),
         recent=jnp.full((rows, stops.shape[1]), -2, jnp.int32),
         done=jnp.zeros((rows,), bool),
@@ -229,11 +235,11 @@ def _generate(
     return out.tokens, out.lengths, out.logprobs, out.processed_logprobs, out.finish
 
 
-def segment_ends(buffer: int, segments: int) -> tuple[int, ...]:
+def segment_ends(completion_slots: int, segments: int) -> tuple[int, ...]:
     """Decode steps at which each segment ends: `segments` equal parts of at least 16 steps."""
-    count = max(1, min(segments, buffer // 16))
-    size = -(-buffer // count)
-    return tuple(min(size * (i + 1), buffer) for i in range(count))
+    count = max(1, min(segments, completion_slots // 16))
+    size = -(-completion_slots // count)
+    return tuple(min(size * (i + 1), completion_slots) for i in range(count))
 
 
 def grow_cache(cache: tuple[LayerCache, ...], slots: int) -> tuple[LayerCache, ...]:
@@ -291,7 +297,7 @@ class Sampler:
         itemsize = jnp.dtype(self.state["model"]["embed_tokens"]["embedding"][...].dtype).itemsize
         return 2 * cfg.num_layers * rows * slots * cfg.num_kv_heads * cfg.head_dim * itemsize
 
-    def _check_memory(self, rows: int, prompt_slots: int, buffer: int) -> None:
+    def _check_memory(self, rows: int, prompt_slots: int, completion_slots: int) -> None:
         """Fails fast when the KV cache would not fit: the full cache, plus the previous
         segment's cache, which lives on while the last decode segment's cache is grown."""
         budget = self.memory_budget_bytes
@@ -302,8 +308,8 @@ class Sampler:
             budget = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
             if self.mesh is not None:
                 budget *= self.mesh.size
-        slots = prompt_slots + buffer
-        ends = segment_ends(buffer, self.decode_segments)
+        slots = prompt_slots + completion_slots
+        ends = segment_ends(completion_slots, self.decode_segments)
         growing = self.kv_cache_bytes(rows, prompt_slots + ends[-2]) if len(ends) > 1 else 0
         need = self.kv_cache_bytes(rows, slots) + growing
         if need > budget:
@@ -328,7 +334,7 @@ class Sampler:
         stop_token_seqs: Sequence[Sequence[int]] = (),
         params: nnx.State | None = None,
     ) -> SampleBatch:
-        """Samples `n` completions for each tokenised prompt (lists of ids, no padding)."""
+        """Samples G = `n` completions for each tokenised prompt (lists of ids, no padding)."""
         if not prompts:
             raise CoreaError("generate: no prompts")
         if max_new_tokens < 1:
@@ -336,8 +342,8 @@ class Sampler:
         if any(len(p) == 0 for p in prompts):
             raise CoreaError("generate: a prompt is empty")
         p = bucket(max(len(x) for x in prompts), self.min_bucket)
-        buffer = bucket(max_new_tokens, self.min_bucket)
-        self._check_memory(len(prompts) * n, p, buffer)
+        c = bucket(max_new_tokens, self.min_bucket)
+        self._check_memory(len(prompts) * n, p, c)
         tokens = np.full((len(prompts), p), self.pad_id, np.int32)
         valid = np.zeros((len(prompts), p), bool)
         for i, prompt in enumerate(prompts):
@@ -354,8 +360,8 @@ class Sampler:
             valid,
             jax.random.key(seed),
             jnp.int32(max_new_tokens),
-            n=n,
-            buffer=buffer,
+            g=n,
+            c=c,
             segments=self.decode_segments,
             method=method,
             eos_ids=self.eos_ids,
@@ -384,8 +390,8 @@ def apply_stop_strings(
     consistent; the text keeps the stop string when `include_stop`. `decode(ids) -> str`.
     """
     texts = []
-    for r in range(len(batch.lengths)):
-        ids = batch.row_tokens(r)
+    for row in range(len(batch.lengths)):
+        ids = batch.row_tokens(row)
         text = decode(ids)
         hit = [s for s in stop_strings if s in text]
         if hit:
@@ -396,11 +402,11 @@ def apply_stop_strings(
                     hi = mid
                 else:
                     lo = mid + 1
-            batch.lengths[r] = lo
-            batch.tokens[r, lo:] = 0
-            batch.logprobs[r, lo:] = 0
-            batch.processed_logprobs[r, lo:] = 0
-            batch.finish_reasons[r] = "stop"
+            batch.lengths[row] = lo
+            batch.tokens[row, lo:] = 0
+            batch.logprobs[row, lo:] = 0
+            batch.processed_logprobs[row, lo:] = 0
+            batch.finish_reasons[row] = "stop"
             text = decode(ids[:lo])
             first = min((text.find(s), s) for s in stop_strings if s in text)
             text = text[: first[0] + (len(first[1]) if include_stop else 0)]
