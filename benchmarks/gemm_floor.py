@@ -38,8 +38,8 @@ PROMPT, NEW = 64, 128
 def _weights(cfg, rng):
     """Per layer (q, k, v, o, gate, up, down) kernels [in, out] and the LM head [V, D]."""
     d, f = cfg.hidden_size, cfg.intermediate_size
-    q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-    shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
+    nh, kh = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim  # N*H, K*H
+    shapes = [(d, nh), (d, kh), (d, kh), (nh, d), (d, f), (d, f), (f, d)]
     layers = [
         [(rng.standard_normal(s, dtype=np.float32) * 0.02) for s in shapes]
         for _ in range(cfg.num_layers)
@@ -49,10 +49,11 @@ def _weights(cfg, rng):
 
 
 def _chain(x, layers, mm, silu):
-    """The model's matmuls on x [M, D], in its dependency order; returns [M, D]."""
+    """The model's matmuls on x [rows, D] (B x P in the prefill, B per decode step), in its
+    dependency order; returns [rows, D]."""
     for wq, wk, wv, wo, wg, wu, wd in layers:
-        q, k, v = mm(x, wq), mm(x, wk), mm(x, wv)
-        x = x + mm(q, wo) + 1e-9 * (k.sum(-1, keepdims=True) + v.sum(-1, keepdims=True))
+        query, key, value = mm(x, wq), mm(x, wk), mm(x, wv)
+        x = x + mm(query, wo) + 1e-9 * (key.sum(-1, keepdims=True) + value.sum(-1, keepdims=True))
         x = x + mm(silu(mm(x, wg)) * mm(x, wu), wd)
     return x
 

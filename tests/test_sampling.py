@@ -61,10 +61,10 @@ def test_greedy_matches_transformers_generate(family, tmp_path):
 
 
 def _forward_right_padded(model, rows):
-    """One forward over token lists right-padded to a common length -> logits [R, T, V]."""
-    width = max(len(r) for r in rows)
-    tokens = jnp.asarray([r + [0] * (width - len(r)) for r in rows])
-    valid = jnp.asarray([[1] * len(r) + [0] * (width - len(r)) for r in rows], bool)
+    """One forward over token lists right-padded to a common length -> logits [B, T, V]."""
+    width = max(len(row) for row in rows)
+    tokens = jnp.asarray([row + [0] * (width - len(row)) for row in rows])
+    valid = jnp.asarray([[1] * len(row) + [0] * (width - len(row)) for row in rows], bool)
     return model(tokens, positions_from_mask(valid), causal_mask(valid))[0]
 
 
