@@ -2,7 +2,7 @@
 
     corea-jax demo                                     # default budgets (CPU, see README)
     corea-jax demo --config=configs/demo.py:quick      # a few minutes: wiring, not claims
-    corea-jax demo --workdir=workdirs/demo --config.train.train.steps=200
+    corea-jax demo --workdir=workdirs/demo --config.rl.train.steps=200
 
 Serves no paper table directly: it reproduces the *shape* of the paper's claims (COREA's
 calibration vs RLVR at equal accuracy; the cascade's cost saving vs LLM-only at tau = LLM
@@ -83,19 +83,17 @@ def get_config(arg=None):
     t.train.grading_workers = 1
     t.train.eval_every = 0
     t.train.sft_confidence = 0.9  # the warm-up traces' confidence: an over-confident start
-    c.train = t
+    c.rl = t  # the GRPO policies' training config (and the warm-up's base): config.rl.train.*
 
     e = eval_config(())
     e.datasets = {"synthetic": dict(reader="synthetic", path="", split="test", limit=400)}
-    e.slm.dtype = "float32"
-    e.slm.max_new_tokens = 80
+    e.slm.dtype = "float32"  # the tiny model runs on a CPU
+    e.slm.max_new_tokens = 80  # as in training: the longest reference trace is 73 tokens
     e.slm.batch_size = 64
-    e.slm.price_name = "Qwen/Qwen2.5-7B-Instruct"
-    e.llm.simulated = True
-    e.llm.model = "Qwen/Qwen2.5-32B-Instruct"
+    e.llm.simulated = True  # offline: no real LLM is reached (every output says SIMULATED)
     e.llm.simulated_accuracy_by_level = simulated_accuracy_by_level()
     e.llm.concurrency = 8
-    e.grading.workers = 1
+    e.grading.workers = 1  # short answers on a 2-core CPU
     c.cascade = e
 
     if arg == "quick":

@@ -17,8 +17,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     """The :quick demo from the bundled warm start, shrunk further; every artifact parses."""
     args = [
         "demo", f"--workdir={tmp_path}", f"--config={REPO}/configs/demo.py:quick",
-        "--config.policies=('rlvr','corea')", "--config.train.train.steps=2",
-        "--config.train.train.checkpoint_every=2", "--config.cascade.datasets.synthetic.limit=24",
+        "--config.policies=('rlvr','corea')", "--config.rl.train.steps=2",
+        "--config.rl.train.checkpoint_every=2", "--config.cascade.datasets.synthetic.limit=24",
     ]  # fmt: skip
     assert cli.main(args) == 0
     out = capsys.readouterr()

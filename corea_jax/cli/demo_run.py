@@ -53,7 +53,7 @@ BUNDLED_WARMUP = Path(__file__).resolve().parents[1] / "assets" / "demo_warmup"
 
 def warmup_settings(config) -> dict:
     """Everything that decides the warm-up model; recorded beside it as `warmup.json`."""
-    t = config.train
+    t = config.rl
     return json.loads(
         json.dumps(
             {
@@ -111,7 +111,7 @@ def warm_start(config, workdir: Path) -> Path:
         _stage(f"1/4 supervised warm-up: using {reuse}", True)
         return reuse
     warm = workdir / "warmup"
-    sft = copy.deepcopy(config.train)
+    sft = copy.deepcopy(config.rl)
     sft.train.mode = "sft"
     sft.train.steps = config.warmup_steps
     sft.train.prompts_per_step = config.warmup_batch
@@ -148,7 +148,7 @@ def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
     policies = {}
     for i, preset in enumerate(config.policies):
         run_dir = workdir / "policies" / preset
-        rl = copy.deepcopy(config.train)
+        rl = copy.deepcopy(config.rl)
         rl.model.scratch.enabled = False
         rl.model.path = str(warm_dir)
         rl.reward.preset = preset
@@ -287,8 +287,8 @@ def report_text(rows, table, config, seconds, presets) -> str:
 Test split of the synthetic task ({rows[0]["n_test"]} questions); tau chosen on the calibration
 split by the paper's rule (tau = the LLM's pass@1), then applied to the test split. All policies
 start from the same over-confident SFT warm start and get the same GRPO budget
-({config.train.train.steps} steps x {config.train.train.prompts_per_step} prompts x
-G={config.train.rollout.group_size}); only the reward differs. Run time: {seconds / 60:.1f} min.
+({config.rl.train.steps} steps x {config.rl.train.prompts_per_step} prompts x
+G={config.rl.rollout.group_size}); only the reward differs. Run time: {seconds / 60:.1f} min.
 
 {table}
 
