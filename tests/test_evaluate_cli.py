@@ -75,6 +75,21 @@ def test_default_output_dir_and_worker_processes(tmp_path):
     assert m["auroc"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "choices",
+    [["red", "blue"], [{"label": "A", "text": "red"}, {"label": "B", "text": "blue"}],
+     {"A": "red", "B": "blue"}],
+)  # fmt: skip
+def test_a_choice_answer_is_read_as_its_letter_whatever_the_choices_layout(tmp_path, choices):
+    rows = [{"id": "q", "gold": "B", "choices": choices, "completion": completion(a)}
+            for a in ("(B) blue", "B", "(A) red")]  # fmt: skip
+    src, out = write_rows(tmp_path / "c.jsonl", rows), tmp_path / "out"
+    assert cli.main(["evaluate", "--completions", str(src), "--output", str(out)]) == 0
+    scored = [json.loads(line) for line in (out / "scored.jsonl").open()]
+    assert [(s["answer"], s["correct"]) for s in scored] == [("B", True), ("B", True),
+                                                             ("A", False)]  # fmt: skip
+
+
 def test_invalid_confidence_option_and_boxed_format(tmp_path):
     rows = [
         {"id": 1, "gold": "4", "completion": "2+2 = \\boxed{4} <confidence>0.5</confidence>"},

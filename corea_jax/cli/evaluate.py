@@ -6,7 +6,8 @@ Each line of FILE is a JSON object with `id`, `gold` (the reference answer, a st
 number), `completion` (the model's full output) and optionally `kind` (auto, math, numeric,
 choice, yesno; default auto: read off the gold) and `choices` (a list of option texts, a list of
 {label, text} objects, or a {label: text} object). Several rows may share an `id` (samples of
-one question).
+one question). Rows are scored by `corea_jax.scoring.score.score_texts`, as in training and the
+cascade: a choice question (kind "choice", or with choices) reads its answer as a letter.
 
 Writes DIR/scored.jsonl, one row per input line: id, correct, answer, confidence,
 confidence_valid, format_ok, format_reason, grade_method, grade_reason; and DIR/metrics.json:
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import grading, metrics, parsing
 from corea_jax.scoring.grading import GradingConfig
@@ -189,11 +191,9 @@ def run(args) -> int:
     summary = summarize(scored, args.bins, args.invalid_confidence)
     summary["input"] = str(args.completions)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with (out_dir / "scored.jsonl").open("w", encoding="utf-8") as f:
-            for s in scored:
-                f.write(json.dumps(s, ensure_ascii=False) + "\n")
-        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in scored)
+        write_atomic(out_dir / "scored.jsonl", text)
+        write_atomic(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
     except OSError as e:
         raise CoreaError(f"{out_dir}: cannot write results ({e.strerror})") from None
     fmt_num = lambda x: "n/a" if x is None else f"{x:.4f}"
