@@ -2,7 +2,8 @@
 
 A response is stored under `cache_key(endpoint, model, messages, params)`, a sha256 over the
 canonical JSON of what determines the answer: the endpoint (with any user name, password, query or
-fragment removed, see `redact_url`), the model name, the chat messages and the sampling
+fragment removed, see `redact_url`; for a backend without one, such as the in-process simulated
+LLM, the backend's `identity`), the model name, the chat messages and the sampling
 parameters. The API key is never part of a key, a row or a message. So a re-run, or a run resumed
 after a crash, makes no paid call twice, and a threshold sweep after the first pass makes none.
 

@@ -2,10 +2,11 @@
 
 It answers `POST /v1/chat/completions` (and `GET /v1/models`) with a pluggable `AnswerPolicy`:
 `policy(messages, params) -> (text, prompt_tokens, completion_tokens)`, where `params` is the
-request body without `messages` (model, temperature, max_tokens, ...). It is what the tests, the
-client benchmark and the offline demo talk to. It is a *simulated* LLM and says so: every
-response carries `X-Simulated-LLM: true`, `system_fingerprint: "corea-jax-simulated"`, and
-`/v1/models` lists the model as owned by "corea-jax-simulated".
+request body without `messages` (model, temperature, max_tokens, ...). It is what the tests and
+the client benchmark that exercise HTTP and its faults talk to (the cascade's `llm.simulated`
+runs a policy in-process instead: `simulated_llm.SimulatedChatBackend`). It is a *simulated*
+LLM and says so: every response carries `X-Simulated-LLM: true`, `system_fingerprint:
+"corea-jax-simulated"`, and `/v1/models` lists the model as owned by "corea-jax-simulated".
 
 Faults (`FaultSpec`) reproduce what a remote endpoint does under load: "rate_limit" (429 with
 `Retry-After`), "server_error" (500), "unavailable" (503 with `Retry-After`), "slow" (a correct
