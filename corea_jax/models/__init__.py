@@ -1,5 +1,6 @@
 """Flax NNX ports of the SLM backbones (Qwen2.5, Llama 3) and HF checkpoint I/O."""
 
+from corea_jax.errors import CoreaError
 from corea_jax.models import llama3, qwen2
 from corea_jax.models.config import ModelConfig, RopeScaling
 from corea_jax.models.loading import (
@@ -27,8 +28,6 @@ PUBLISHED_NUM_PARAMS: dict[str, int] = {
 
 def preset(hf_id: str) -> ModelConfig:
     """The architecture of a published checkpoint, by its HF repo id."""
-    from corea_jax.errors import CoreaError
-
     if hf_id not in PRESETS:
         raise CoreaError(f"unknown model preset {hf_id!r}; known: {', '.join(PRESETS)}")
     return PRESETS[hf_id]

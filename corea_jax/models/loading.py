@@ -189,10 +189,7 @@ def save_model(
         tensors[param_table.hf_name(path)] = array.T if param_table.is_transposed(path) else array
     if jax.process_index() != 0:
         return out_dir
-    stored = next(iter(tensors.values())).dtype
-    dtype_name = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}.get(
-        str(stored), str(stored)
-    )
+    dtype_name = str(next(iter(tensors.values())).dtype)  # "float32", "bfloat16", ...
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))

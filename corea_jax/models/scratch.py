@@ -16,6 +16,7 @@ biases, untied head, rope theta 500000, its header/`<|eot_id|>` chat template; s
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -128,7 +129,5 @@ def build_scratch_model(out_dir: str | Path, texts: Iterable[str], spec: Scratch
         eos_token_id=tokenizer.eos_token_id,
     )
     save_model(CausalLM(cfg, rngs=nnx.Rngs(spec.seed)), out_dir, tokenizer_dir=tok_dir)
-    import shutil
-
     shutil.rmtree(tok_dir, ignore_errors=True)
     return out_dir

@@ -1,6 +1,6 @@
 """Batched KV-cache sampling (see `sampler.py` for the cache layout and the loop state)."""
 
-from corea_jax.sampling.methods import METHODS, Greedy, Temperature, TopK, TopP, make_method
+from corea_jax.sampling.methods import Greedy, Temperature, TopK, TopP, make_method
 from corea_jax.sampling.sampler import (
     FINISH_REASONS,
     DecodeState,
@@ -14,7 +14,6 @@ from corea_jax.sampling.sampler import (
 
 __all__ = [
     "FINISH_REASONS",
-    "METHODS",
     "DecodeState",
     "Greedy",
     "SampleBatch",

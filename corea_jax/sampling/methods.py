@@ -125,7 +125,7 @@ class TopK(Temperature):
     def processed_logits(self, logits: jax.Array) -> jax.Array:
         if self.k < 1:
             raise CoreaError(f"top_k must be >= 1, got {self.k}")
-        scaled = logits / self.temperature
+        scaled = super().processed_logits(logits)
         kth = jax.lax.top_k(scaled, min(self.k, scaled.shape[-1]))[0][..., -1:]
         return jnp.where(scaled >= kth, scaled, _NEG_INF)
 
@@ -140,7 +140,7 @@ class TopP(Temperature):
     def processed_logits(self, logits: jax.Array) -> jax.Array:
         if not 0 < self.p <= 1:
             raise CoreaError(f"top_p must be in (0, 1], got {self.p}")
-        scaled = logits / self.temperature
+        scaled = super().processed_logits(logits)
         order = jnp.argsort(-scaled, axis=-1)
         sorted_logits = jnp.take_along_axis(scaled, order, axis=-1)
         probs = jax.nn.softmax(sorted_logits, axis=-1)
@@ -152,9 +152,6 @@ class TopP(Temperature):
             .set(keep_sorted)
         )
         return jnp.where(keep, scaled, _NEG_INF)
-
-
-METHODS = {"greedy": Greedy, "temperature": Temperature, "top_k": TopK, "top_p": TopP}
 
 
 def make_method(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None):
