@@ -51,3 +51,16 @@ def test_draw_returns_tokens_and_processed_logprobs(method):
     assert np.all(np.isfinite(processed_lp))  # drawn from inside the processed support
     if isinstance(method, Greedy):
         np.testing.assert_array_equal(tokens, jnp.argmax(logits, -1))
+
+
+def test_token_logprobs_takes_any_leading_shape():
+    # One function for the sampler's [B, V] decode step and GRPO's [B, C, V] completions.
+    logits = jax.random.normal(jax.random.key(3), (4, 6, 50)) * 3
+    targets = jax.random.randint(jax.random.key(4), (4, 6), 0, 50)
+    full = token_logprobs(logits, targets)
+    assert full.shape == (4, 6)
+    for c in range(6):
+        per_step = token_logprobs(logits[:, c], targets[:, c])
+        np.testing.assert_allclose(full[:, c], per_step, rtol=1e-6, atol=1e-6)
+    want = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits)), targets[..., None], -1)
+    np.testing.assert_allclose(full, want[..., 0], rtol=1e-6, atol=1e-6)
