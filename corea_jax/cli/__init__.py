@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "Score completions (answer, confidence, calibration metrics) or evaluate an SLM.",
     "cascade": "SLM -> LLM cascade evaluation with deferral by confidence and cost accounting.",
     "demo": "The whole method end to end on a synthetic task, offline, on a CPU.",
+    "serve": "The trained cascade as an OpenAI-compatible endpoint, batching concurrent requests.",
 }
 
 

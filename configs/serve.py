@@ -1,0 +1,81 @@
+r"""`corea-jax serve`: a trained SLM and its tau as one OpenAI-compatible endpoint.
+
+    corea-jax serve --config=configs/serve.py --config.slm.path=RUN/export \
+        --config.tau.summary=CASCADE_DIR/summary.json \
+        --config.llm.base_url=http://HOST:8000/v1 --config.llm.model=Qwen/Qwen2.5-32B-Instruct
+    corea-jax serve --config=configs/serve.py:demo                   # after `corea-jax demo`
+    corea-jax serve --config=configs/serve.py:demo,/tmp/demo_workdir # its --workdir
+
+Serves no paper table: it is the deployment of the paper's system (PAPER.md, "The system": the
+SLM answers, a confidence below tau defers to the LLM). Tau is the one `corea-jax cascade`
+chose on its calibration split by `tau.rule` (the paper's rule "llm_pass": tau = the LLM's
+pass@1) when `tau.summary` is set, else `tau.value`.
+
+Each section is built from its settings dataclass (corea_jax/serving/settings.py: `slm` =
+`SLMServeConfig`, `engine` = `EngineConfig`, `llm` = corea_jax.cascade `LLMConfig`, `tau` =
+`TauSource`, `server` = `ServerConfig`, `demo` = `DemoUpstream`), where each default and its
+[open] reason live; this file changes only what differs.
+
+`:demo` serves the demo's COREA policy (`DIR/policies/corea/export`, default DIR
+workdirs/demo) with tau from `DIR/cascade/corea/summary.json`, and a clearly labelled SIMULATED
+LLM upstream in-process that knows the synthetic task's answers (calibration and test splits),
+right at the demo's rate per difficulty level (configs/demo.py).
+"""
+
+import dataclasses
+
+import ml_collections
+
+from corea_jax.cascade.settings import LLMConfig
+from corea_jax.serving.engine import EngineConfig
+from corea_jax.serving.settings import (
+    DemoUpstream,
+    ServerConfig,
+    SLMServeConfig,
+    TauSource,
+)
+
+from .demo import simulated_accuracy_by_level
+
+DEMO_WORKDIR = "workdirs/demo"
+
+
+def _section(obj) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.slm = _section(SLMServeConfig())
+    c.engine = _section(EngineConfig())
+    c.llm = _section(LLMConfig())
+    c.llm.simulated_accuracy_by_level = {}
+    c.tau = _section(TauSource())
+    c.server = _section(ServerConfig())
+    c.demo = _section(DemoUpstream())
+    c.prices = []
+
+    name, _, workdir = (arg or "").partition(",")
+    if name == "demo":
+        workdir = workdir or DEMO_WORKDIR
+        c.slm.path = f"{workdir}/policies/corea/export"
+        c.slm.missing_hint = f"corea-jax demo --workdir {workdir}"
+        c.slm.system = ""  # the demo's SLM was trained on the bare question (SYNTHETIC_PROMPTS)
+        c.tau.summary = f"{workdir}/cascade/corea/summary.json"
+        c.tau.rule = "llm_pass"
+        # The demo's answers are 40-80 tokens (configs/demo.py: max_new_tokens 80) after a
+        # prompt of about 30: small buckets, a short cache, 64 rows.
+        c.engine.rows = 64
+        c.engine.segment = 16
+        c.engine.max_prompt_tokens = 64
+        c.engine.prompt_buckets = [32]
+        c.engine.max_new_tokens = 96
+        c.server.default_max_tokens = 96
+        c.llm.simulated = True
+        c.llm.system = ""
+        c.llm.simulated_accuracy_by_level = simulated_accuracy_by_level()
+        c.demo.enabled = True
+        c.demo.size = 400
+    elif name:
+        raise ValueError(f"configs/serve.py: unknown argument {arg!r} (use :demo or :demo,DIR)")
+    return c

@@ -1,0 +1,406 @@
+"""The SLM engine: continuous batching over `kernels` on one thread that owns the device state.
+
+Requests (`Generation`) wait in a bounded queue. Between decode segments the engine thread:
+admits waiting requests into free rows (one prefill per admission, shapes from the buckets),
+runs one segment of `segment` decode steps over the rows [0, width) that hold live requests
+(width: the smallest row bucket covering the highest live row), then hands each row its new
+tokens; a row that drew EOS, reached its `max_tokens` or produced a stop string is finished
+and its row is free for the next admission. A request therefore waits at most one segment
+to join, and a short answer never waits for a long one.
+
+Bounded wait: when nothing is decoding, the first arrival waits up to `batch_wait_s` for
+others, so a burst of requests shares its first prefill and segment.
+
+Compiled shapes: prefill [A, P] for A in `row_buckets` and P in `prompt_buckets`, decode for
+each width in `row_buckets`, and the cache shift: all compiled by `warmup`, so nothing compiles
+while serving. Rows are allocated lowest-first, so the live width stays small at low load.
+
+[open] defaults (all `EngineConfig` fields): 32 rows, 8-step segments, powers-of-two row
+buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a cache of
+P_max + N_max + max(4 x segment, (P_max + N_max) / 2) slots, 5 ms bounded wait.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from corea_jax.errors import CoreaError
+from corea_jax.serving import kernels
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The engine's waiting queue is full; `retry_after_s` is the client's suggested wait."""
+
+    def __init__(self, retry_after_s: float):
+        super().__init__("the SLM's queue is full")
+        self.retry_after_s = retry_after_s
+
+
+class EngineStopped(Exception):
+    """The engine is draining or stopped and takes no new request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Shapes and limits of the continuous-batching engine (see the module docstring)."""
+
+    rows: int = 32
+    segment: int = 8
+    max_prompt_tokens: int = 256
+    max_new_tokens: int = 256
+    prompt_buckets: tuple[int, ...] = (64, 128, 256)
+    row_buckets: tuple[int, ...] = ()  # () = powers of two up to `rows`
+    cache_slots: int = 0  # 0 = derived (module docstring)
+    max_queue: int = 256
+    batch_wait_s: float = 0.005
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("rows", "segment", "max_prompt_tokens", "max_new_tokens", "max_queue"):
+            if getattr(self, name) < 1:
+                raise CoreaError(f"serve.engine.{name}={getattr(self, name)}: must be >= 1")
+
+    def rows_buckets(self) -> tuple[int, ...]:
+        if self.row_buckets:
+            out = sorted({min(int(b), self.rows) for b in self.row_buckets} | {self.rows})
+            return tuple(out)
+        out, b = [], 1
+        while b < self.rows:
+            out.append(b)
+            b *= 2
+        return (*out, self.rows)
+
+    def prompt_bucket_list(self) -> tuple[int, ...]:
+        out = sorted({b for b in self.prompt_buckets if b < self.max_prompt_tokens})
+        return (*out, self.max_prompt_tokens)
+
+    def slots(self) -> int:
+        span = self.max_prompt_tokens + self.max_new_tokens
+        if self.cache_slots:
+            if self.cache_slots < span + 4 * self.segment:
+                raise CoreaError(
+                    f"serve.engine.cache_slots={self.cache_slots}: needs at least "
+                    f"max_prompt_tokens + max_new_tokens + 4 x segment = {span + 4 * self.segment}"
+                )
+            return self.cache_slots
+        return span + max(4 * self.segment, span // 2)
+
+
+@dataclasses.dataclass
+class Generation:
+    """One request to the SLM: prompt ids and sampling settings; `future` gets a `Completion`."""
+
+    prompt: Sequence[int]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
+    enqueued: float = dataclasses.field(default_factory=time.monotonic)
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    text: str
+    token_ids: tuple[int, ...]
+    prompt_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string) | "length"
+    queue_s: float  # from submission to admission
+    batch_rows: int  # live rows in the segment that admitted it
+
+
+@dataclasses.dataclass
+class _Row:
+    request: Generation
+    tokens: list[int]
+    key: jax.Array
+    admitted_rows: int
+    queue_s: float
+
+
+class Engine:
+    """Continuous batching of `Generation`s on a CausalLM (module docstring).
+
+    Args:
+      model: the CausalLM.
+      decode_text: token ids -> text (the tokenizer's decode, special tokens skipped).
+      eos_ids: token ids that end a row.
+      config: `EngineConfig`.
+      on_segment: called after each segment with (live rows, steps run): metrics.
+    """
+
+    def __init__(
+        self,
+        model,
+        decode_text: Callable[[Sequence[int]], str],
+        eos_ids: Sequence[int],
+        config: EngineConfig = EngineConfig(),
+        on_segment: Callable[[int, int], None] | None = None,
+    ):
+        self.config = config
+        self.model_config = model.config
+        self.graphdef, self.params = nnx.split(model)
+        self.decode_text = decode_text
+        self.eos_ids = tuple(sorted({int(i) for i in eos_ids}))
+        self.on_segment = on_segment
+        self._buckets = config.rows_buckets()
+        self._prompt_buckets = config.prompt_bucket_list()
+        self._slots = config.slots()
+        self._p_max = self._prompt_buckets[-1]
+        self._rows_state = kernels.init_rows(
+            model.config, config.rows, self._slots, jnp.dtype(config.dtype)
+        )
+        self._t = self._p_max
+        self._live: dict[int, _Row] = {}
+        self._queue: collections.deque[Generation] = collections.deque()
+        self._cv = threading.Condition()
+        self._accepting = True
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.segments = 0
+        self.compiles_after_warmup = 0
+        self._warm = False
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def live_rows(self) -> int:
+        return len(self._live)
+
+    def submit(self, request: Generation) -> concurrent.futures.Future:
+        """Queues `request` (raises `QueueFull` or `EngineStopped`); its future gets a
+        `Completion` or the exception that stopped it."""
+        if not request.prompt:
+            raise CoreaError("empty prompt")
+        if len(request.prompt) > self.config.max_prompt_tokens:
+            raise CoreaError(f"prompt of {len(request.prompt)} tokens over the limit")
+        request.max_tokens = max(1, min(int(request.max_tokens), self.config.max_new_tokens))
+        with self._cv:
+            if not self._accepting:
+                raise EngineStopped("the server is shutting down")
+            if len(self._queue) >= self.config.max_queue:
+                raise QueueFull(self._retry_after())
+            self._queue.append(request)
+            self._cv.notify()
+        return request.future
+
+    def start(self) -> Engine:
+        self._thread = threading.Thread(target=self._loop, name="slm-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, drain: bool = True, timeout_s: float = 60.0) -> None:
+        """Stops taking requests; with `drain` first finishes every queued and live one (for
+        at most `timeout_s`). Whatever is left fails with `EngineStopped`."""
+        with self._cv:
+            self._accepting = False
+            self._cv.notify_all()
+        deadline = time.monotonic() + timeout_s
+        alive = lambda: self._thread is not None and self._thread.is_alive()  # noqa: E731
+        while drain and alive() and (self._queue or self._live) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(10.0)
+        self._fail_all(EngineStopped("the server stopped before this request was answered"))
+
+    def warmup(self) -> float:
+        """Compiles every shape the engine uses (module docstring); returns the seconds taken."""
+        start = time.monotonic()
+        for a in self._buckets:
+            for p in self._prompt_buckets:
+                tokens = np.zeros((a, p), np.int32)
+                valid = np.zeros((a, p), bool)
+                valid[:, -1] = True
+                slots = np.arange(a, dtype=np.int32)
+                self._rows_state = kernels.admit(
+                    self.graphdef, self.params, self._rows_state, tokens, valid, slots,
+                    np.zeros((a,), bool), jnp.int32(self._t),
+                )  # fmt: skip
+        for width in self._buckets:
+            self._run_decode(width, {}, warm=True)
+        self._rows_state = kernels.shift(self._rows_state, jnp.int32(0))
+        jax.block_until_ready(self._rows_state)
+        self._warm = True
+        self._cache_sizes = self._compiled_count()
+        return time.monotonic() - start
+
+    # ---------------------------------------------------------------- the engine thread
+
+    def _retry_after(self) -> float:
+        # About one queue's worth of segments: a rough, honest hint, at least a second.
+        return max(1.0, len(self._queue) / max(self.config.rows, 1) * 0.5)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._queue and not self._live and not self._stopping:
+                        self._cv.wait(0.1)
+                    if self._stopping:
+                        return
+                    if not self._live and self._queue and self.config.batch_wait_s > 0:
+                        deadline = time.monotonic() + self.config.batch_wait_s
+                        while len(self._queue) < self.config.rows and not self._stopping:
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                break
+                            self._cv.wait(left)
+                    admitted = self._take_admissions()
+                if admitted:
+                    self._admit(admitted)
+                if self._live:
+                    self._segment()
+        except BaseException as exc:  # a bug or a device error: fail every request, loudly
+            log.exception("SLM engine stopped")
+            self._fail_all(exc)
+            with self._cv:
+                self._accepting = False
+
+    def _take_admissions(self) -> list[tuple[int, Generation]]:
+        free = [r for r in range(self.config.rows) if r not in self._live]
+        out = []
+        while self._queue and free:
+            out.append((free.pop(0), self._queue.popleft()))
+        return out
+
+    def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
+        width = len(admitted)
+        if self._t + self.config.segment > self._slots:
+            self._compact()
+        now = time.monotonic()
+        a = next(b for b in self._buckets if b >= width)
+        p = next(b for b in self._prompt_buckets if b >= max(len(g.prompt) for _, g in admitted))
+        tokens = np.zeros((a, p), np.int32)
+        valid = np.zeros((a, p), bool)
+        slots = np.zeros((a,), np.int32)
+        write = np.zeros((a,), bool)
+        used = {row for row, _ in admitted}
+        spare = (r for r in range(self.config.rows) if r not in used)
+        for i in range(a):
+            if i < width:
+                row, g = admitted[i]
+                tokens[i, p - len(g.prompt) :] = g.prompt
+                valid[i, p - len(g.prompt) :] = True
+                slots[i], write[i] = row, True
+            else:
+                slots[i] = next(spare)
+        self._rows_state = kernels.admit(
+            self.graphdef, self.params, self._rows_state, tokens, valid, slots, write,
+            jnp.int32(self._t),
+        )  # fmt: skip
+        live_after = len(self._live) + width
+        for row, g in admitted:
+            self._live[row] = _Row(g, [], jax.random.key(g.seed), live_after, now - g.enqueued)
+
+    def _compact(self) -> None:
+        starts = [self._t - len(r.request.prompt) - len(r.tokens) for r in self._live.values()]
+        delta = min([self._t - self._p_max, *starts])
+        if delta <= 0:
+            raise RuntimeError(f"KV cache of {self._slots} slots cannot be compacted")
+        self._rows_state = kernels.shift(self._rows_state, jnp.int32(delta))
+        self._t -= delta
+
+    def _run_decode(self, width: int, rows: dict[int, _Row], warm: bool = False):
+        temperature = np.zeros((width,), np.float32)
+        top_p = np.ones((width,), np.float32)
+        counts = np.zeros((width,), np.int32)
+        budget = np.zeros((width,), np.int32)
+        keys = [jax.random.key(0)] * width
+        for r, row in rows.items():
+            g = row.request
+            temperature[r], top_p[r] = g.temperature, g.top_p
+            counts[r] = len(row.tokens)
+            budget[r] = g.max_tokens - len(row.tokens)
+            keys[r] = row.key
+        if warm:
+            budget[0] = 1
+        out = kernels.decode(
+            self.graphdef, self.params, self._rows_state, jnp.int32(self._t), temperature,
+            top_p, jnp.stack(keys), counts, budget,
+            width=width, steps=self.config.segment, eos_ids=self.eos_ids,
+        )  # fmt: skip
+        self._rows_state = out[0]
+        return [np.asarray(x) for x in out[1:]]
+
+    def _segment(self) -> None:
+        if self._t + self.config.segment > self._slots:
+            self._compact()
+        top = max(self._live) + 1
+        width = next(b for b in self._buckets if b >= top)
+        tokens, drawn, eos, steps = self._run_decode(width, self._live)
+        self._t += int(steps)
+        self.segments += 1
+        if self.on_segment is not None:
+            self.on_segment(len(self._live), int(steps))
+        for r in list(self._live):
+            row = self._live[r]
+            new = tokens[r, : drawn[r]].tolist()
+            row.tokens.extend(new)
+            finish = None
+            if eos[r]:
+                finish = "stop"
+                row.tokens = row.tokens[:-1]  # the EOS token is not part of the answer
+            elif len(row.tokens) >= row.request.max_tokens:
+                finish = "length"
+            text = self.decode_text(row.tokens)
+            stop = row.request.stop
+            if stop and any(s in text for s in stop):
+                cut = min(text.find(s) for s in stop if s in text)
+                text, finish = text[:cut], "stop"
+            if finish is None:
+                continue
+            del self._live[r]
+            completion = Completion(
+                text=text,
+                token_ids=tuple(row.tokens),
+                prompt_tokens=len(row.request.prompt),
+                finish_reason=finish,
+                queue_s=row.queue_s,
+                batch_rows=row.admitted_rows,
+            )
+            _resolve(row.request.future, completion)
+        if self._warm and self._compiled_count() != self._cache_sizes:
+            self.compiles_after_warmup += 1
+            self._cache_sizes = self._compiled_count()
+            log.warning("the SLM engine compiled a new shape after warm-up")
+
+    @staticmethod
+    def _compiled_count() -> int:
+        return sum(f._cache_size() for f in (kernels.admit, kernels.decode, kernels.shift))
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._cv:
+            pending = [g for g in self._queue] + [r.request for r in self._live.values()]
+            self._queue.clear()
+            self._live.clear()
+        for g in pending:
+            if not g.future.done():
+                g.future.set_exception(
+                    exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                )
+
+
+def _resolve(future: concurrent.futures.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -1,0 +1,167 @@
+"""The serving engine's jitted kernels: admit rows into a shared KV cache, decode a segment.
+
+Departure from `corea_jax.sampling.sampler`, and why. The offline sampler runs one batch from
+prefill to the last token; a server must let requests join and leave while others decode
+(continuous batching). The layout here keeps the sampler's one shared write slot per step, so
+the model's `hidden_states(..., cache_index)` is used unchanged:
+
+- The cache has B rows (the engine's slots) and S slots, per layer k [B, K, H, S] and
+  v [B, K, S, H] (`init_cache`'s layout). A global pointer t is the slot every row writes next.
+- A row admitted at pointer t is prefilled alone ([A, P] new rows, left-padded to a prompt
+  bucket P) and its keys/values are copied to slots [t - P, t) of its row; `start[b]` is the
+  slot of its first real token, so the mask `start[b] <= s <= t` hides everything older.
+- Positions are per row (`pos[b]`: the position of the next token fed), so RoPE sees each
+  row's own sequence whatever the slot.
+- When t reaches S the cache is shifted left by the oldest live row's start (`shift`), once
+  per many segments; positions do not change.
+
+Sampling is per row (temperature [B], top_p [B], one PRNG key per row folded with the row's
+token count), so requests with different parameters share one compiled program and a
+request's draws do not depend on which other requests share its batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from corea_jax.models.transformer import LayerCache, init_cache
+from corea_jax.sampling.methods import first_argmax, inverse_cdf_sample, row_uniforms
+from corea_jax.sampling.sampler import prefill
+
+
+class Rows(NamedTuple):
+    """The engine's device state; B = slots."""
+
+    cache: tuple[LayerCache, ...]  # per layer k [B, K, H, S], v [B, K, S, H]
+    logits: jax.Array  # [B, V] float32: logits of each row's next token
+    start: jax.Array  # [B] int32: cache slot of the row's first prompt token
+    pos: jax.Array  # [B] int32: position id of the next token fed
+
+
+def init_rows(config, rows: int, slots: int, dtype) -> Rows:
+    return Rows(
+        cache=init_cache(config, rows, slots, dtype),
+        logits=jnp.zeros((rows, config.vocab_size), jnp.float32),
+        start=jnp.zeros((rows,), jnp.int32),
+        pos=jnp.zeros((rows,), jnp.int32),
+    )
+
+
+def draw_rows(logits, temperature, top_p, keys):
+    """logits [B, V], temperature [B] (0 = greedy), top_p [B] in (0, 1], keys [B] -> [B] int32.
+
+    Temperature, then the nucleus (the smallest most-likely set of mass >= top_p, the top token
+    always kept), then one inverse-CDF draw per row; the sort runs only when a row asks for it.
+    """
+    greedy = first_argmax(logits)
+    scaled = logits / jnp.maximum(temperature, 1e-6)[:, None]
+
+    def nucleus(x):
+        order = jnp.argsort(-x, axis=-1)
+        sorted_x = jnp.take_along_axis(x, order, axis=-1)
+        probs = jax.nn.softmax(sorted_x, axis=-1)
+        keep_sorted = (jnp.cumsum(probs, axis=-1) - probs) < top_p[:, None]
+        rows = jnp.arange(x.shape[0])[:, None]
+        keep = jnp.zeros_like(keep_sorted).at[rows, order].set(keep_sorted)
+        return jnp.where(keep, x, -jnp.inf)
+
+    processed = jax.lax.cond(jnp.any(top_p < 1.0), nucleus, lambda x: x, scaled)
+    sampled = inverse_cdf_sample(processed, row_uniforms(keys))
+    return jnp.where(temperature > 0, sampled, greedy)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("rows",))
+def admit(graphdef, params, rows: Rows, tokens, valid, slots, write, t):
+    """Prefills new rows into the shared cache.
+
+    tokens, valid [A, P] (left-padded prompts), slots [A] int32 distinct row indices, write [A]
+    bool (False: a padding entry, its row is left as it is), t [] int32 the write pointer
+    (t >= P): row slots[a] gets the prompt at cache slots [t - P, t).
+    """
+    model = nnx.merge(graphdef, params)
+    a, p = tokens.shape
+    dtype = rows.cache[0].k.dtype
+    logits, fresh = prefill(model, tokens, valid, p, dtype)
+    keep = write[:, None, None, None]
+
+    def place(big, new, axis):
+        old = big[slots]  # [A, ...]
+        index = [0, 0, 0, 0]
+        index[axis] = t - p
+        placed = jax.lax.dynamic_update_slice(old, new.astype(big.dtype), tuple(index))
+        return big.at[slots].set(jnp.where(keep, placed, old))
+
+    cache = tuple(
+        LayerCache(place(c.k, f.k, 3), place(c.v, f.v, 2))
+        for c, f in zip(rows.cache, fresh, strict=True)
+    )
+    lengths = valid.sum(axis=1).astype(jnp.int32)
+    pick = lambda old, new: old.at[slots].set(jnp.where(write, new, old[slots]))  # noqa: E731
+    return Rows(
+        cache=cache,
+        logits=rows.logits.at[slots].set(jnp.where(write[:, None], logits, rows.logits[slots])),
+        start=pick(rows.start, t - lengths),
+        pos=pick(rows.pos, lengths),
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("graphdef", "width", "steps", "eos_ids"), donate_argnames=("rows",)
+)
+def decode(graphdef, params, rows: Rows, t, temperature, top_p, keys, counts, budget, *,
+           width, steps, eos_ids):  # fmt: skip
+    """Up to `steps` decode steps of rows [0, width), writing cache slots t, t + 1, ...
+
+    temperature, top_p [width]; keys [width] per-row PRNG keys, counts [width] tokens each row
+    has drawn so far (the fold-in index, so a row's draws do not depend on the batch); budget
+    [width] tokens each row may still draw (0 for a free row). Stops early once every row is
+    done (EOS or budget). Returns (rows, tokens [width, steps], drawn [width] tokens kept per
+    row, eos [width] bool, steps run).
+    """
+    model = nnx.merge(graphdef, params)
+    live = jax.tree.map(lambda x: x[:width], rows)
+    eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
+    s = jnp.arange(live.cache[0].v.shape[2])
+
+    def body(carry):
+        i, live, out, drawn, done, hit_eos = carry
+        step_keys = jax.vmap(jax.random.fold_in)(keys, counts + i)
+        tok = draw_rows(live.logits, temperature, top_p, step_keys)
+        active = ~done
+        out = out.at[:, i].set(tok)
+        drawn = drawn + active.astype(jnp.int32)
+        is_eos = jnp.any(tok[:, None] == eos[None, :], axis=1)
+        hit_eos = hit_eos | (active & is_eos)
+        done = done | is_eos | (drawn >= budget)
+        slot = t + i
+        mask = (s[None, :] >= live.start[:, None]) & (s[None, :] <= slot)  # [width, S]
+        hidden, cache = model.hidden_states(
+            tok[:, None], live.pos[:, None], mask[:, None, :], live.cache, slot
+        )
+        live = Rows(cache, model.logits(hidden[:, 0]), live.start, live.pos + 1)
+        return i + 1, live, out, drawn, done, hit_eos
+
+    def cond(carry):
+        i, _, _, _, done, _ = carry
+        return (i < steps) & ~jnp.all(done)
+
+    zeros = jnp.zeros((width,), jnp.int32)
+    init = (jnp.int32(0), live, jnp.zeros((width, steps), jnp.int32), zeros,
+            budget <= 0, jnp.zeros((width,), bool))  # fmt: skip
+    n, live, out, drawn, _, hit_eos = jax.lax.while_loop(cond, body, init)
+    rows = jax.tree.map(lambda full, part: full.at[:width].set(part), rows, live)
+    return rows, out, drawn, hit_eos, n
+
+
+@functools.partial(jax.jit, donate_argnames=("rows",))
+def shift(rows: Rows, delta):
+    """Moves every row's cache `delta` slots to the left (slots [delta, S) -> [0, S - delta))."""
+    cache = tuple(
+        LayerCache(jnp.roll(c.k, -delta, axis=3), jnp.roll(c.v, -delta, axis=2)) for c in rows.cache
+    )
+    return rows._replace(cache=cache, start=rows.start - delta)
