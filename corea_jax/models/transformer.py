@@ -17,8 +17,9 @@ Axis letters
 One alphabet for the models and the sampler, in shape comments, einsum strings and size
 variables (lower case: `b, t, _ = x.shape`):
 
-    B  batch rows: prompts, or prompts x samples when flattened (each use says which)
+    B  batch: prompts (or any batch of sequences)
     G  samples per prompt (the GRPO group)
+    R  rows = B x G completions, flattened (row r is sample r % G of prompt r // G)
     T  query positions of one forward pass
     S  key slots (the KV cache; S = T without one)
     P  prompt slots (bucketed, left-padded)

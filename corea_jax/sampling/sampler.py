@@ -1,12 +1,12 @@
 """Batched KV-cache sampling: jitted prefill + `lax.while_loop` decode.
 
-Axis letters are `corea_jax.models.transformer`'s: B rows, G samples per prompt, P prompt slots,
-C completion slots, S = P + C key slots, K kv heads, H head dim, V vocab. B is the number of
-prompts up to the prefill and prompts x G (row b * G + j is sample j of prompt b) from then on.
+Axis letters are `corea_jax.models.transformer`'s: B prompts, G samples per prompt, R = B x G
+rows (row b * G + j is sample j of prompt b) from the prefill on, P prompt slots, C completion
+slots, S = P + C key slots, K kv heads, H head dim, V vocab.
 
 Layout. Prompts are left-padded to a bucketed length P, so every row's last prompt token sits at
 slot P - 1 and decode step i writes slot P + i for all rows at once (one `dynamic_update_slice`
-per layer). The KV cache is `init_cache`'s: per layer k [B, K, H, S], v [B, K, S, H]. A row's
+per layer). The KV cache is `init_cache`'s: per layer k [R, K, H, S], v [R, K, S, H]. A row's
 positions count its real tokens only, so padding changes no logits. The cache lives inside one
 jitted call: XLA updates the while-loop carry in place.
 
@@ -64,32 +64,32 @@ GREEDY = Greedy()
 
 
 class DecodeState(NamedTuple):
-    """The while-loop carry. Rows are B = prompts x G samples, flattened."""
+    """The while-loop carry. Rows are R = B x G (prompts x samples), flattened."""
 
     step: jax.Array  # [] int32: index of the token sampled next
-    cache: tuple[LayerCache, ...]  # per layer k [B, K, H, S], v [B, K, S, H]
-    logits: jax.Array  # [B, V] float32: the model's logits for token `step`
-    tokens: jax.Array  # [B, C] int32 sampled tokens, pad_id once a row is done
-    logprobs: jax.Array  # [B, C] float32 log-prob under the model (temperature 1)
-    processed_logprobs: jax.Array  # [B, C] float32 log-prob under the sampling distribution
-    lengths: jax.Array  # [B] int32 tokens generated (the EOS / stop token included)
-    recent: jax.Array  # [B, longest stop sequence] int32 last tokens, for stop matching
-    done: jax.Array  # [B] bool
-    finish: jax.Array  # [B] int32 index into FINISH_REASONS
-    row_keys: jax.Array  # [B] PRNG keys, one per row
+    cache: tuple[LayerCache, ...]  # per layer k [R, K, H, S], v [R, K, S, H]
+    logits: jax.Array  # [R, V] float32: the model's logits for token `step`
+    tokens: jax.Array  # [R, C] int32 sampled tokens, pad_id once a row is done
+    logprobs: jax.Array  # [R, C] float32 log-prob under the model (temperature 1)
+    processed_logprobs: jax.Array  # [R, C] float32 log-prob under the sampling distribution
+    lengths: jax.Array  # [R] int32 tokens generated (the EOS / stop token included)
+    recent: jax.Array  # [R, longest stop sequence] int32 last tokens, for stop matching
+    done: jax.Array  # [R] bool
+    finish: jax.Array  # [R] int32 index into FINISH_REASONS
+    row_keys: jax.Array  # [R] PRNG keys, one per row
 
 
 @dataclasses.dataclass
 class SampleBatch:
-    """Host-side result. Rows are B = prompts x G samples, flattened: row b is sample b % G of
-    prompt b // G; C = max_new_tokens."""
+    """Host-side result. Rows are R = B x G (prompts x samples), flattened: row r is sample
+    r % G of prompt r // G; C = max_new_tokens."""
 
-    tokens: np.ndarray  # [B, C] int32
-    lengths: np.ndarray  # [B] int32
-    logprobs: np.ndarray  # [B, C] float32 (0 past the length)
-    processed_logprobs: np.ndarray  # [B, C] float32
-    finish_reasons: list[str]  # [B]
-    prompt_index: np.ndarray  # [B] int32
+    tokens: np.ndarray  # [R, C] int32
+    lengths: np.ndarray  # [R] int32
+    logprobs: np.ndarray  # [R, C] float32 (0 past the length)
+    processed_logprobs: np.ndarray  # [R, C] float32
+    finish_reasons: list[str]  # [R]
+    prompt_index: np.ndarray  # [R] int32
     texts: list[str] | None = None
 
     def row_tokens(self, row: int) -> list[int]:
@@ -143,8 +143,8 @@ def _generate(
     graphdef, state, tokens, valid, key, max_new_tokens,
     *, g, c, segments, method, eos_ids, stop_seqs, pad_id, mesh,
 ):  # fmt: skip
-    """tokens, valid [B, P] (B prompts) -> tokens, logprobs, processed_logprobs [B*G, C] and
-    lengths, finish [B*G]: G samples per prompt, C completion slots (bucketed)."""
+    """tokens, valid [B, P] (B prompts) -> tokens, logprobs, processed_logprobs [R, C] and
+    lengths, finish [R]: G samples per prompt, C completion slots (bucketed)."""
     model = nnx.merge(graphdef, state)
     cfg = model.config
     b, p = tokens.shape
@@ -156,7 +156,7 @@ def _generate(
         logits = jnp.repeat(logits, g, axis=0)
         cache = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), cache)
         prompt_lengths = jnp.repeat(prompt_lengths, g, axis=0)
-    rows = b * g  # B from here on: prompts x G
+    rows = b * g  # R from here on: prompts x G
 
     def constrain(cache):
         if mesh is None:
