@@ -59,9 +59,9 @@ def build_checkpoint(out: Path, layers: int, hidden: int, vocab: int) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from corea_jax.models.scratch import train_tokenizer
-    from corea_jax.rl.train import scratch_texts
+    from corea_jax.rl.task import scratch_texts
 
-    tokenizer = train_tokenizer(scratch_texts(synthetic_config()), out, vocab_size=512)
+    tokenizer = train_tokenizer(scratch_texts(synthetic_config().data), out, vocab_size=512)
     tokenizer.add_tokens([f"<x{i}>" for i in range(vocab - len(tokenizer))])
     tokenizer.save_pretrained(out)
     torch.manual_seed(0)
@@ -115,9 +115,9 @@ def bench_trl(model_dir: Path, workdir: Path, steps: int, new_tokens: int) -> di
     from corea_jax.data import prompts as prompt_lib
     from corea_jax.data import synthetic
     from corea_jax.rl import rewards
-    from corea_jax.scoring.grading import GradeTask
+    from corea_jax.rl.rollout_rewards import score_groups
     from corea_jax.scoring.grading_workers import Grader
-    from corea_jax.scoring.parsing import parse_groups
+    from corea_jax.scoring.score import ScoreItem
 
     torch.set_num_threads(os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -134,17 +134,12 @@ def bench_trl(model_dir: Path, workdir: Path, steps: int, new_tokens: int) -> di
     preset = rewards.reward_config("corea")
 
     def corea_reward(prompts, completions, answer, **_):
-        parsed = parse_groups(
-            [completions[i : i + GROUP] for i in range(0, len(completions), GROUP)]
-        )
-        answers = [a for row in parsed.answers for a in row]
-        graded = grader.grade(
-            [GradeTask(g, a, "numeric") for g, a in zip(answer, answers, strict=True)]
-        )
-        correct = np.array([x.correct for x in graded], bool).reshape(-1, GROUP)
+        # TRL repeats each question's answer G times; the scoring path takes one per question.
+        items = [ScoreItem(a, "numeric") for a in answer[::GROUP]]
+        scored = score_groups(completions, items, GROUP, grader)
         parts = rewards.compute_rewards(
-            jnp.asarray(correct), jnp.asarray(parsed.confidence),
-            jnp.asarray(parsed.format_ok), preset,
+            jnp.asarray(scored.correct), jnp.asarray(scored.confidence_or(0.0)),
+            jnp.asarray(scored.format_ok), preset,
         )  # fmt: skip
         return np.asarray(parts["reward"]).reshape(-1).tolist()
 

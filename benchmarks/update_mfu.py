@@ -49,7 +49,7 @@ def main():
     graphdef, params = nnx.split(model)
     shardings = param_shardings(model, mesh)
     params = jax.device_put(params, shardings)
-    optimizer = make_optimizer(OptimConfig(learning_rate=1e-6))
+    optimizer = make_optimizer(OptimConfig(learning_rate=1e-6, warmup_steps=0))
     state, state_shardings = init_train_state(optimizer, params, shardings, mesh)
     loss = grpo.LossConfig()
 
@@ -65,7 +65,7 @@ def main():
     batch_sharding = jax.tree.map(lambda _: replicated, batch)
     step = jit_train_step(
         graphdef, state_shardings, batch_sharding, mesh, optimizer=optimizer, loss_config=loss,
-        num_micro=args.micro,
+        micro_batches=args.micro,
     )  # fmt: skip
     batch = jax.device_put(batch, batch_sharding)
 

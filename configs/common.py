@@ -2,9 +2,21 @@
 
 The values marked [open] are choices the paper leaves open (see ../shared/PAPER.md); they are
 documented where they are coded (corea_jax/rl/rewards.py, advantages.py, grpo.py, train_step.py).
+The training sections (rollout, reward, advantage, loss, optim, train) are their dataclasses'
+defaults, which are PAPER.md's values: G = 8, 2048 new tokens, lr 1e-6 after a 10-step warm-up.
 """
 
+import dataclasses
+
 import ml_collections
+from ml_collections import config_dict
+
+from corea_jax.rl.advantages import AdvantageConfig
+from corea_jax.rl.config import TrainConfig
+from corea_jax.rl.grpo import LossConfig
+from corea_jax.rl.rewards import RewardPresetConfig
+from corea_jax.rl.rollout import RolloutConfig
+from corea_jax.rl.train_step import OptimConfig
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -23,29 +35,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = dict(
         source="deepmath",  # "synthetic", or a reader of corea_jax.data (deepmath, math500, ...)
         path="",
+        tfds_dir="",  # a prepared TFDS directory to read `source` from instead of `path`
         train_size=16_000,  # DeepMath16K [open: our seeded split]
         synthetic=dict(seed=0, min_steps=1, max_steps=3, min_digits=1, max_digits=3),
     )
-    c.rollout = dict(group_size=8, max_new_tokens=2048, temperature=1.0, top_p=1.0, top_k=0)
-    c.reward = dict(
-        preset="corea",  # rlvr | brier | corea | corea_l2 | corea_kl
-        correctness_weight=1.0,  # [open]
-        format_weight=1.0,  # [open]
-        calibration_weight=1.0,  # [open]
-        kl_eps=0.01,  # [open] confidence clipping of the KL distance
-        extra_term="",  # "module:function" adding a user-defined reward term
-    )
-    c.advantage = dict(baseline="mean", std_scaling="none", ddof=1)  # [open] RLCR: no std
-    c.loss = dict(eps_low=0.2, eps_high=0.2, beta=0.0, aggregation="token_mean")  # [open]
-    c.optim = dict(
-        learning_rate=1e-6, warmup_steps=10, schedule="constant", weight_decay=0.0,
-        max_grad_norm=1.0,
-    )  # fmt: skip
-    c.train = dict(
-        steps=500, prompts_per_step=32, num_iterations=1, micro_batches=8, seed=0,
-        mode="grpo", sft_confidence=0.9, sft_random_confidence=0.0, checkpoint_every=25,
-        keep_checkpoints=3, grading_workers=8, export=True, tensorboard=True,
-        eval_every=50, eval_size=500, eval_max_new_tokens=2048,
-    )  # fmt: skip
+    # The training sections hold their dataclasses' defaults (corea_jax/rl/config.py: the one
+    # home of each default); only what differs for every run is overridden here, with a reason.
+    c.rollout = dataclasses.asdict(RolloutConfig())
+    c.reward = dataclasses.asdict(RewardPresetConfig())  # preset: a key of rewards.PRESETS
+    c.advantage = dataclasses.asdict(AdvantageConfig())  # [open] RLCR: no std scaling
+    c.loss = dataclasses.asdict(LossConfig())  # [open] clip 0.2 / 0.2, beta 0, token mean
+    # Optional: None is dr_grpo's "the batch's C"; a placeholder lets an override set an int.
+    c.loss.max_completion_len = config_dict.placeholder(int)
+    c.optim = dataclasses.asdict(OptimConfig())
+    c.train = dataclasses.asdict(TrainConfig())
     c.mesh = dict(shape=(1, -1, 1))  # ('data', 'fsdp', 'tensor'); -1 takes the remaining devices
     return c

@@ -8,9 +8,11 @@ them to the CPU run of configs/smoke.py:
     --config=configs/rlcc_qwen7b.py:PRESET[,smoke]   PRESET: rlvr | brier | corea (default)
                                                              | corea_l2 | corea_kl
 
-Everything else comes from configs/common.py, which already holds PAPER.md's defaults: G=8,
-lr 1e-6, clip 0.2/0.2, beta 0, temperature 1.0, 2048 new tokens, AdamW with a constant rate
-after warm-up, and DeepMath16K (`data.train_size=16_000` of our seeded split).
+Everything else comes from configs/common.py, whose training sections are the defaults of
+corea_jax/rl/config.py's dataclasses, PAPER.md's values: G=8, lr 1e-6, clip 0.2/0.2, beta 0,
+temperature 1.0, 2048 new tokens, AdamW with a constant rate after a 10-step warm-up, 32
+questions per step in 8 micro-batches, and DeepMath16K (`data.train_size=16_000` of our
+seeded split).
 
 Two keys have no default, on purpose:
   model.path  the local HF directory of the checkpoint named by `model.hf_id` (nothing is

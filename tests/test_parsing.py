@@ -1,6 +1,5 @@
 """Completion parsing: answers, confidences and format flags; never an exception, never slow."""
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +14,6 @@ from corea_jax.scoring.parsing import (
     get_format,
     parse_completion,
     parse_confidence,
-    parse_groups,
 )
 
 
@@ -210,23 +208,6 @@ def test_extract_hash_answer():
     assert extract_hash_answer("So 3 + 4 = 7.\n#### 7") == "7"
     assert extract_hash_answer("#### 1\n#### 1,200 ") == "1,200"
     assert extract_hash_answer("#### ") is None and extract_hash_answer("7") is None
-
-
-def test_parse_groups_shapes_and_invalid_fill():
-    groups = [[rlcr(confidence="0.9"), rlcr(confidence="x")], [rlcr(answer=""), "junk"]]
-    out = parse_groups(groups, invalid_confidence=0.0)
-    assert out.confidence.shape == out.format_ok.shape == out.confidence_valid.shape == (2, 2)
-    assert out.confidence.dtype == np.float32
-    np.testing.assert_allclose(out.confidence, [[0.9, 0.0], [0.85, 0.0]])
-    np.testing.assert_array_equal(out.confidence_valid, [[True, False], [True, False]])
-    np.testing.assert_array_equal(out.format_ok, [[True, False], [False, False]])
-    assert out.answers == [["42", "42"], [None, None]]
-    assert out.reasons[1][0] == "empty answer"
-
-
-def test_parse_groups_rejects_ragged_groups():
-    with pytest.raises(CoreaError, match=r"\[B\]\[G\]"):
-        parse_groups([[rlcr()], [rlcr(), rlcr()]])
 
 
 def test_bad_format_options_raise_user_errors():

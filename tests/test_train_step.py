@@ -36,7 +36,7 @@ from corea_jax.rl.train_step import (
 )
 
 CONFIGS = {family: dataclasses.replace(TINY[family], num_layers=1) for family in TINY}
-P, N = 6, 5  # prompt slots, completion slots
+P, C = 6, 5  # prompt slots, completion slots
 PROMPTS = [[5, 9, 13], [7, 8, 9, 10, 11, 12], [20]]  # the middle one fills every prompt slot
 PROMPT_INDEX = [0, 0, 0, 1, 1, 1, 2, 2]  # R = 8 rows
 LENGTHS = [5, 3, 1, 5, 4, 2, 5, 1]
@@ -58,7 +58,7 @@ def _scaled(model, scale=4.0):
 
 def _completions(rows, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.integers(3, CONFIGS["qwen2"].vocab_size, (rows, N)).astype(np.int32)
+    return rng.integers(3, CONFIGS["qwen2"].vocab_size, (rows, C)).astype(np.int32)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def batch(model):
     rng = np.random.default_rng(1)
     completions = _completions(8)
     sft = make_batch(PROMPTS, PROMPT_INDEX, completions, LENGTHS, prompt_slots=P, loss_config=LOSS)
-    logprobs, _ = _logprobs(graphdef, params, sft.tokens, sft.valid, N)
+    logprobs, _ = _logprobs(graphdef, params, sft.tokens, sft.valid, C)
     mask = sft.valid[:, P:]
     old = np.where(mask, np.asarray(logprobs) + rng.normal(0, 0.3, mask.shape), 0.0)
     return make_batch(
@@ -109,7 +109,7 @@ def _grpo_metrics_and_grad(graphdef, params, batch):
     """The GRPO loss, metrics and gradient of a batch, computed directly (no `train_step`)."""
 
     def loss_fn(p):
-        logprobs, entropy = completion_logprobs(graphdef, p, batch.tokens, batch.valid, N)
+        logprobs, entropy = completion_logprobs(graphdef, p, batch.tokens, batch.valid, C)
         loss, metrics = grpo.policy_loss(
             logprobs, batch.old_logprobs, batch.advantages, batch.weights, LOSS
         )
@@ -120,7 +120,7 @@ def _grpo_metrics_and_grad(graphdef, params, batch):
 
 
 def _nll(graphdef, params, batch):
-    logprobs, _ = _logprobs(graphdef, params, batch.tokens, batch.valid, N)
+    logprobs, _ = _logprobs(graphdef, params, batch.tokens, batch.valid, C)
     return -float(jnp.sum(logprobs * batch.weights))
 
 
@@ -132,7 +132,7 @@ def _state(params, optimizer):
 
 
 @functools.cache
-def _jitted(graphdef, optimizer, mode="grpo", num_micro=1):
+def _jitted(graphdef, optimizer, mode="grpo", micro_batches=1):
     return jax.jit(
         functools.partial(
             train_step,
@@ -140,7 +140,7 @@ def _jitted(graphdef, optimizer, mode="grpo", num_micro=1):
             optimizer=optimizer,
             loss_config=LOSS,
             mode=mode,
-            num_micro=num_micro,
+            micro_batches=micro_batches,
         )
     )
 
@@ -199,7 +199,7 @@ def test_completion_logprobs_equal_a_plain_full_forward(family):
         PROMPTS, PROMPT_INDEX, _completions(8, 3), LENGTHS, prompt_slots=P, loss_config=LOSS
     )
     graphdef, params = nnx.split(model)
-    logprobs, entropy = _logprobs(graphdef, params, batch.tokens, batch.valid, N)
+    logprobs, entropy = _logprobs(graphdef, params, batch.tokens, batch.valid, C)
     logits = _plain_forward(graphdef, params, batch.tokens, batch.valid)
     full = np.asarray(jax.nn.log_softmax(logits), np.float64)
     # Slot P - 1 + j predicts completion token j.
@@ -228,11 +228,13 @@ def test_one_grpo_step_moves_every_parameter_along_the_gradient(model, batch):
     assert 0 < float(metrics["clip_fraction"]) < 0.5  # the batch exercises both branches
 
 
-@pytest.mark.parametrize("num_micro", [2, 4])
-def test_micro_batched_step_equals_full_batch_step(model, batch, num_micro):
+@pytest.mark.parametrize("micro_batches", [2, 4])
+def test_micro_batched_step_equals_full_batch_step(model, batch, micro_batches):
     graphdef, params = nnx.split(model)
     full, full_metrics = _jitted(graphdef, SGD)(_state(params, SGD), batch)
-    micro, micro_metrics = _jitted(graphdef, SGD, num_micro=num_micro)(_state(params, SGD), batch)
+    micro, micro_metrics = _jitted(graphdef, SGD, micro_batches=micro_batches)(
+        _state(params, SGD), batch
+    )
     _assert_same_update(micro.params, full.params, params)
     _assert_same_update(micro.opt_state, full.opt_state, _state(params, SGD).opt_state)
     _assert_same_metrics(micro_metrics, full_metrics)
@@ -242,14 +244,14 @@ def test_rows_must_split_evenly_into_micro_batches(model, batch):
     graphdef, params = nnx.split(model)
     with pytest.raises(CoreaError, match="8 rows does not split into 3 micro-batches"):
         train_step(
-            graphdef, _state(params, SGD), batch, optimizer=SGD, loss_config=LOSS, num_micro=3
+            graphdef, _state(params, SGD), batch, optimizer=SGD, loss_config=LOSS, micro_batches=3
         )
 
 
 # 2x2x2 also accumulates over 2 micro-batches of rows sharded 4 ways (one compile per case).
-@pytest.mark.parametrize("mesh_shape, num_micro", [((2, 2, 2), 2), ((1, 8, 1), 1)])
+@pytest.mark.parametrize("mesh_shape, micro_batches", [((2, 2, 2), 2), ((1, 8, 1), 1)])
 def test_step_on_an_8_device_mesh_equals_the_single_device_step(
-    checkpoint, model, batch, mesh_shape, num_micro
+    checkpoint, model, batch, mesh_shape, micro_batches
 ):
     graphdef, params = nnx.split(model)
     want, want_metrics = _jitted(graphdef, SGD)(_state(params, SGD), batch)
@@ -275,7 +277,7 @@ def test_step_on_an_8_device_mesh_equals_the_single_device_step(
         mesh,
         optimizer=SGD,
         loss_config=LOSS,
-        num_micro=num_micro,
+        micro_batches=micro_batches,
     )
     new, metrics = step(state, batch)  # `state` is donated: not used again
     assert [x.sharding for x in jax.tree.leaves(new.params)] == jax.tree.leaves(shardings)
@@ -314,7 +316,7 @@ def test_sft_steps_lower_the_batch_nll(model):
     )
     assert not batch.advantages.any()  # SFT ignores advantages and old log-probs
     lr = 1e-2
-    optimizer = make_optimizer(OptimConfig(learning_rate=lr))
+    optimizer = make_optimizer(OptimConfig(learning_rate=lr, warmup_steps=0))
     step = _jitted(graphdef, optimizer, mode="sft")
     state = _state(params, optimizer)
     first_nll = _nll(graphdef, params, batch)
@@ -336,9 +338,9 @@ def test_sft_steps_lower_the_batch_nll(model):
     assert _nll(graphdef, state.params, batch) < first_nll - 1.0
 
 
-def _learning_rates(config, steps):
+def _learning_rates(config, steps, total_steps=1000):
     """Adam under a constant unit gradient moves a scalar by exactly lr_t per step."""
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(config, total_steps)
     params = {"w": jnp.zeros(())}
     state = optimizer.init(params)
     rates = []
@@ -349,17 +351,23 @@ def _learning_rates(config, steps):
 
 
 def test_optimizer_schedules():
+    # The paper runs' default: a 10-step linear warm-up, then constant.
+    np.testing.assert_allclose(_learning_rates(OptimConfig(learning_rate=0.1), 11)[[0, 5, 10]],
+                               [0, 0.05, 0.1], rtol=1e-4, atol=1e-9)  # fmt: skip
     # rtol 1e-4: Adam's eps and float32 bias corrections blur the rates in the 6th digit.
-    np.testing.assert_allclose(_learning_rates(OptimConfig(learning_rate=0.1), 3), 0.1, rtol=1e-4)
+    constant = OptimConfig(learning_rate=0.1, warmup_steps=0)
+    np.testing.assert_allclose(_learning_rates(constant, 3), 0.1, rtol=1e-4)
     warm = _learning_rates(OptimConfig(learning_rate=0.1, warmup_steps=4), 6)
     np.testing.assert_allclose(warm, [0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-4, atol=1e-9)
     cosine = _learning_rates(
-        OptimConfig(learning_rate=0.1, warmup_steps=2, schedule="cosine", total_steps=6), 7
+        OptimConfig(learning_rate=0.1, warmup_steps=2, schedule="cosine"), 7, total_steps=6
     )
     # Warm-up 0 -> 0.1 over 2 steps, then half a cosine down to 0 over the remaining 4.
     decay = 0.05 * (1 + np.cos(np.pi * np.arange(5) / 4))
     np.testing.assert_allclose(cosine, [0, 0.05, *decay], rtol=1e-4, atol=1e-7)
     with pytest.raises(CoreaError, match="optim.schedule 'linear'"):
         OptimConfig(schedule="linear")
+    # The cosine's length is the run's train.steps, not a setting of its own.
+    assert "total_steps" not in {f.name for f in dataclasses.fields(OptimConfig)}
     with pytest.raises(CoreaError, match="optim.warmup_steps=6: the cosine schedule"):
-        OptimConfig(warmup_steps=6, schedule="cosine", total_steps=6)
+        make_optimizer(OptimConfig(warmup_steps=6, schedule="cosine"), total_steps=6)

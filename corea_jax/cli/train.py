@@ -29,6 +29,8 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.config is None:
         raise CoreaError("train needs --config=configs/FILE.py")
+    # Imported here, not at the top: every command module is imported to build the parser, and
+    # `corea-jax --help` should not pay for JAX, flax and orbax.
     from corea_jax.parallel import distributed
     from corea_jax.rl.train import run as train_run
 

@@ -1,8 +1,9 @@
 """The GRPO objective: token log-probs, the clipped ratio loss, KL to a reference, aggregation.
 
-Axis letters: R rows (prompts x samples, flattened: a row is one completion), T completion
-tokens, V vocab. The group axis is gone here on purpose: advantages are computed per group
-upstream (`corea_jax.rl.advantages`, `[B, G]`) and each row carries its own.
+Axis letters (`corea_jax.rl.rollout`): R rows (prompts x samples, flattened: a row is one
+completion), C completion slots, V vocab. The group axis is gone here on purpose: advantages
+are computed per group upstream (`corea_jax.rl.advantages`, `[B, G]`) and each row carries its
+own.
 
 Loss, per completion token t of row r (PPO-style clipping, Schulman et al.; GRPO, Shao et al.):
 
@@ -10,7 +11,7 @@ Loss, per completion token t of row r (PPO-style clipping, Schulman et al.; GRPO
     l[r, t] = -min(ratio * A_r, clip(ratio, 1 - eps_low, 1 + eps_high) * A_r) + beta * k3[r, t]
     k3 = exp(ref - logp) - (ref - logp) - 1        (Schulman's unbiased, positive KL estimator)
 
-Aggregation is a weighted sum `sum(l * w)` whose weights `w [R, T]` are fixed from the *whole*
+Aggregation is a weighted sum `sum(l * w)` whose weights `w [R, C]` are fixed from the *whole*
 batch before it is split into micro-batches, so gradient accumulation is exact:
 - `token_mean`: w = mask / (tokens in the batch)  (DAPO's token-level mean);
 - `sequence_mean`: w = mask / (len_r * R)  (the original GRPO: mean over each sequence, then rows);
@@ -38,7 +39,7 @@ class LossConfig:
     eps_high: float = 0.2
     beta: float = 0.0
     aggregation: str = "token_mean"
-    max_completion_len: int | None = None  # dr_grpo's constant; None: the batch's T
+    max_completion_len: int | None = None  # dr_grpo's constant; None: the batch's C
 
     def __post_init__(self):
         if self.aggregation not in AGGREGATIONS:
@@ -71,7 +72,7 @@ AGGREGATIONS: dict[str, Callable] = {
 
 
 def loss_weights(mask: jax.Array, config: LossConfig) -> jax.Array:
-    """mask [R, T] (1 on completion tokens) -> aggregation weights [R, T], summing to <= 1."""
+    """mask [R, C] (1 on completion tokens) -> aggregation weights [R, C], summing to <= 1."""
     return AGGREGATIONS[config.aggregation](mask.astype(jnp.float32), config)
 
 
@@ -95,11 +96,11 @@ def policy_loss(
     """The clipped GRPO loss of one (micro-)batch.
 
     Args:
-      logprobs: [R, T] log-probs of the completion tokens under the policy being trained.
-      old_logprobs: [R, T] under the rollout policy (the sampler's temperature-1 log-probs).
+      logprobs: [R, C] log-probs of the completion tokens under the policy being trained.
+      old_logprobs: [R, C] under the rollout policy (the sampler's temperature-1 log-probs).
       advantages: [R] one advantage per completion.
-      weights: [R, T] from `loss_weights` on the full batch (0 off the completion).
-      ref_logprobs: [R, T] under the reference model; required when config.beta > 0.
+      weights: [R, C] from `loss_weights` on the full batch (0 off the completion).
+      ref_logprobs: [R, C] under the reference model; required when config.beta > 0.
 
     Returns:
       (loss, metrics): metrics are weighted sums too (so they add over micro-batches):

@@ -145,6 +145,34 @@ def reward_config(preset: str = "corea", **overrides) -> RewardConfig:
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
+@dataclasses.dataclass(frozen=True)
+class RewardPresetConfig:
+    """The `config.reward` section: a preset of `PRESETS` (variants are data) with the weights
+    and `kl_eps` laid over it, and an optional user term. Defaults are `RewardConfig`'s.
+
+    `extra_term` is "module:function" (or "" for none): a function of keyword arguments
+    `correct`, `confidence`, `format_ok` ([B, G] arrays) and `texts` (the R = B * G completions)
+    returning [B, G] rewards added to the sum (`corea_jax.rl.rollout_rewards`).
+    """
+
+    preset: str = "corea"
+    correctness_weight: float = RewardConfig.correctness_weight
+    format_weight: float = RewardConfig.format_weight
+    calibration_weight: float = RewardConfig.calibration_weight
+    kl_eps: float = RewardConfig.kl_eps
+    extra_term: str = ""
+
+    def kernel(self) -> RewardConfig:
+        """The `RewardConfig` the reward kernel is jitted with."""
+        return reward_config(
+            self.preset,
+            correctness_weight=self.correctness_weight,
+            format_weight=self.format_weight,
+            calibration_weight=self.calibration_weight,
+            kl_eps=self.kl_eps,
+        )
+
+
 def compute_rewards(
     correct: jnp.ndarray,
     confidence: jnp.ndarray,

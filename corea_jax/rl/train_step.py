@@ -1,11 +1,14 @@
 """The update: a pure function of (TrainState, Batch), jitted once with shardings and donation.
 
-Sequences are laid out as the sampler produces them: a left-padded prompt of P slots followed
-by the completion of N slots (right-padded), L = P + N. Only the completion is scored: the
-hidden states at slots P - 1 .. L - 2 predict the completion tokens, so the LM head (the
-largest activation, [R, N, V]) is never applied to the prompt.
+Axis letters (`corea_jax.rl.rollout`): R rows (one completion each), T = P + C positions, P
+prompt slots, C completion slots, V vocab.
 
-Gradient accumulation: the batch's R rows are split into `num_micro` equal micro-batches and a
+Sequences are laid out as the sampler produces them: a left-padded prompt of P slots followed
+by the completion of C slots (right-padded). Only the completion is scored: the hidden states
+at slots P - 1 .. T - 2 predict the completion tokens, so the LM head (the largest activation,
+[R, C, V]) is never applied to the prompt.
+
+Gradient accumulation: the batch's R rows are split into `micro_batches` equal micro-batches and a
 `lax.scan` sums their gradients. Loss weights come from the whole batch (`grpo.loss_weights`),
 so the accumulated gradient equals the full-batch one.
 
@@ -44,26 +47,26 @@ class TrainState(NamedTuple):
 class Batch(NamedTuple):
     """One rollout batch, R rows. Built on the host by `make_batch`."""
 
-    tokens: jax.Array  # [R, L] int32: prompt (left-padded, P slots) + completion (N slots)
-    valid: jax.Array  # [R, L] bool: real tokens
-    weights: jax.Array  # [R, N] float32 loss weights (0 off the completion)
+    tokens: jax.Array  # [R, T] int32: prompt (left-padded, P slots) + completion (C slots)
+    valid: jax.Array  # [R, T] bool: real tokens
+    weights: jax.Array  # [R, C] float32 loss weights (0 off the completion)
     advantages: jax.Array  # [R] float32 (unused by "sft")
-    old_logprobs: jax.Array  # [R, N] float32 rollout-policy log-probs (unused by "sft")
-    ref_logprobs: jax.Array | None = None  # [R, N] reference-model log-probs; only if beta > 0
+    old_logprobs: jax.Array  # [R, C] float32 rollout-policy log-probs (unused by "sft")
+    ref_logprobs: jax.Array | None = None  # [R, C] reference-model log-probs; only if beta > 0
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with warm-up then constant or cosine decay, after global-norm clipping.
+    """The `config.optim` section: AdamW with warm-up then constant or cosine decay, after
+    global-norm clipping. The decay's length is the run's `train.steps` (`make_optimizer`).
 
     Defaults (PAPER.md leaves them open): lr 1e-6 (the 7B setting; 3e-6 for 1.5B), no weight
-    decay, clip at 1.0, constant after warm-up.
+    decay, clip at 1.0, constant after a 10-step linear warm-up.
     """
 
     learning_rate: float = 1e-6
-    warmup_steps: int = 0
+    warmup_steps: int = 10
     schedule: str = "constant"  # "constant" | "cosine"
-    total_steps: int = 1000
     weight_decay: float = 0.0
     b1: float = 0.9
     b2: float = 0.999
@@ -73,17 +76,18 @@ class OptimConfig:
     def __post_init__(self):
         if self.schedule not in ("constant", "cosine"):
             raise CoreaError(f"optim.schedule {self.schedule!r}: expected constant or cosine")
-        if self.schedule == "cosine" and self.warmup_steps >= self.total_steps:
-            raise CoreaError(
-                f"optim.warmup_steps={self.warmup_steps}: the cosine schedule needs fewer warm-up"
-                f" steps than train.steps={self.total_steps}"
-            )
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimConfig, total_steps: int = 1000) -> optax.GradientTransformation:
+    """The optimizer of `cfg`; `total_steps` (the run's `train.steps`) is the cosine's length."""
     if cfg.schedule == "cosine":
+        if cfg.warmup_steps >= total_steps:
+            raise CoreaError(
+                f"optim.warmup_steps={cfg.warmup_steps}: the cosine schedule needs fewer warm-up"
+                f" steps than train.steps={total_steps}"
+            )
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0, cfg.learning_rate, max(cfg.warmup_steps, 1), max(cfg.total_steps, 2)
+            0.0, cfg.learning_rate, max(cfg.warmup_steps, 1), max(total_steps, 2)
         )
     elif cfg.warmup_steps > 0:
         schedule = optax.join_schedules(
@@ -125,7 +129,8 @@ def init_train_state(
 
 
 def completion_logprobs(graphdef, params, tokens, valid, completion_len: int):
-    """Teacher-forced log-probs and entropies of the last `completion_len` slots: [R, N] each."""
+    """tokens, valid [R, T] -> teacher-forced log-probs and entropies of the last C =
+    `completion_len` slots: [R, C] each."""
     model = nnx.merge(graphdef, params)
     hidden, _ = model.hidden_states(tokens, positions_from_mask(valid), causal_mask(valid))
     p = tokens.shape[1] - completion_len
@@ -134,8 +139,8 @@ def completion_logprobs(graphdef, params, tokens, valid, completion_len: int):
 
 
 def _micro_loss(params, graphdef, mb: Batch, loss_config, mode):
-    n = mb.weights.shape[1]
-    logprobs, entropy = completion_logprobs(graphdef, params, mb.tokens, mb.valid, n)
+    c = mb.weights.shape[1]
+    logprobs, entropy = completion_logprobs(graphdef, params, mb.tokens, mb.valid, c)
     if mode == "sft":
         loss = -jnp.sum(logprobs * mb.weights)
         metrics = {"nll": loss}
@@ -159,13 +164,15 @@ def train_step(
     optimizer: optax.GradientTransformation,
     loss_config: grpo.LossConfig,
     mode: str = "grpo",
-    num_micro: int = 1,
+    micro_batches: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer update from one batch (gradients accumulated over micro-batches)."""
     rows = batch.tokens.shape[0]
-    if rows % num_micro:
-        raise CoreaError(f"batch of {rows} rows does not split into {num_micro} micro-batches")
-    micro = jax.tree.map(lambda x: x.reshape(num_micro, rows // num_micro, *x.shape[1:]), batch)
+    if rows % micro_batches:
+        raise CoreaError(f"batch of {rows} rows does not split into {micro_batches} micro-batches")
+    micro = jax.tree.map(
+        lambda x: x.reshape(micro_batches, rows // micro_batches, *x.shape[1:]), batch
+    )
     grad_fn = jax.value_and_grad(_micro_loss, has_aux=True)
 
     def accumulate(carry, mb):
@@ -206,12 +213,12 @@ def jit_train_step(
     optimizer,
     loss_config,
     mode="grpo",
-    num_micro=1,
+    micro_batches=1,
 ):
     """`train_step` jitted once: state donated, in/out shardings fixed, metrics replicated."""
     fn = functools.partial(
         train_step, graphdef, optimizer=optimizer, loss_config=loss_config, mode=mode,
-        num_micro=num_micro,
+        micro_batches=micro_batches,
     )  # fmt: skip
     return jax.jit(
         fn,
@@ -250,18 +257,18 @@ def make_batch(
     ref_logprobs=None,
     pad_id: int = 0,
 ) -> Batch:
-    """Host-side: lays out R rows as [left-padded prompt (P) | completion (N)], numpy arrays.
+    """Host-side: lays out R rows as [left-padded prompt (P) | completion (C)], numpy arrays.
 
     Args:
       prompts: the B prompts as token lists; row r uses prompts[prompt_index[r]].
-      completions: [R, N] sampled tokens; lengths [R] how many are real.
-      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, N] or None (zeros);
-      ref_logprobs: [R, N] under the reference model (KL penalty, beta > 0) or None.
+      completions: [R, C] sampled tokens; lengths [R] how many are real.
+      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, C] or None (zeros);
+      ref_logprobs: [R, C] under the reference model (KL penalty, beta > 0) or None.
     """
     completions = np.asarray(completions, np.int32)
-    rows, n = completions.shape
-    tokens = np.full((rows, prompt_slots + n), pad_id, np.int32)
-    valid = np.zeros((rows, prompt_slots + n), bool)
+    rows, c = completions.shape
+    tokens = np.full((rows, prompt_slots + c), pad_id, np.int32)
+    valid = np.zeros((rows, prompt_slots + c), bool)
     for r in range(rows):
         prompt = prompts[int(prompt_index[r])]
         if len(prompt) > prompt_slots:
@@ -279,7 +286,7 @@ def make_batch(
         advantages=np.zeros(rows, np.float32)
         if advantages is None
         else np.asarray(advantages, np.float32),
-        old_logprobs=np.zeros((rows, n), np.float32)
+        old_logprobs=np.zeros((rows, c), np.float32)
         if old_logprobs is None
         else np.asarray(old_logprobs, np.float32),
         ref_logprobs=None if ref_logprobs is None else np.asarray(ref_logprobs, np.float32),

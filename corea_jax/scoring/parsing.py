@@ -1,7 +1,7 @@
 """Completion text -> answer string, verbalized confidence and format flags (host side).
 
-A completion is read once, here, and leaves as a `ParsedCompletion`; `parse_groups` turns a
-`[B][G]` list of completions into numpy arrays shaped `[B, G]` for the reward kernels.
+A completion is read once, here, and leaves as a `ParsedCompletion`;
+`corea_jax.scoring.score.score_texts` turns many of them (graded) into arrays.
 
 The default layout is RLCR's, the closest prior work (PAPER.md [open] 5):
 `<think>...</think><answer>...</answer><confidence>0.85</confidence>`. Layouts are data:
@@ -32,8 +32,6 @@ import dataclasses
 import math
 import re
 from collections.abc import Sequence
-
-import numpy as np
 
 from corea_jax.errors import CoreaError
 
@@ -392,57 +390,3 @@ def get_format(name: str) -> OutputFormat:
     if name not in FORMATS:
         raise CoreaError(f"output format {name!r}: expected one of {sorted(FORMATS)}")
     return FORMATS[name]
-
-
-@dataclasses.dataclass(frozen=True)
-class ParsedGroups:
-    """A `[B][G]` batch of completions, read. Arrays are numpy, shaped `[B, G]`.
-
-    Attributes:
-      answers: nested list `[B][G]` of answer strings or None.
-      confidence: float32 `[B, G]`; invalid confidences hold `invalid_confidence`.
-      confidence_valid: bool `[B, G]`.
-      format_ok: bool `[B, G]`.
-      reasons: nested list `[B][G]` of format reasons ("" when fine).
-    """
-
-    answers: list[list[str | None]]
-    confidence: np.ndarray
-    confidence_valid: np.ndarray
-    format_ok: np.ndarray
-    reasons: list[list[str]]
-
-
-def parse_groups(
-    completions: Sequence[Sequence[str]],
-    fmt: OutputFormat | None = None,
-    invalid_confidence: float = 0.0,
-) -> ParsedGroups:
-    """Parse `[B][G]` completions (every group the same size G) into `[B, G]` arrays.
-
-    `invalid_confidence=0.0` is PAPER.md [open] 4 (a missing confidence means defer).
-    """
-    sizes = {len(group) for group in completions}
-    if len(sizes) > 1:
-        raise CoreaError(f"completions: groups differ in size {sorted(sizes)}; expected [B][G]")
-    g = sizes.pop() if sizes else 0
-    parsed = [[parse_completion(t, fmt) for t in group] for group in completions]
-    shape = (len(parsed), g)
-    conf = np.array(
-        [
-            [invalid_confidence if p.confidence is None else p.confidence for p in row]
-            for row in parsed
-        ],
-        dtype=np.float32,
-    ).reshape(shape)
-    return ParsedGroups(
-        answers=[[p.answer for p in row] for row in parsed],
-        confidence=conf,
-        confidence_valid=np.array(
-            [[p.confidence_valid for p in row] for row in parsed], dtype=bool
-        ).reshape(shape),
-        format_ok=np.array([[p.format_ok for p in row] for row in parsed], dtype=bool).reshape(
-            shape
-        ),
-        reasons=[[p.reason for p in row] for row in parsed],
-    )
