@@ -40,13 +40,17 @@ import numpy as np
 
 PROMPTS_PER_STEP = 8
 GROUP = 8
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO = Path(__file__).resolve().parents[1]
+
+# torch, transformers, datasets and TRL (the `bench` extra) are imported inside the functions
+# that use them, so `--skip-trl` runs without them.
 
 
 def synthetic_config():
     """The shared defaults (configs/common.py) on the synthetic task."""
-    sys.path.insert(0, str(CONFIGS))
-    from common import base_config
+    if str(REPO) not in sys.path:  # a script's path is benchmarks/, not the checkout
+        sys.path.insert(0, str(REPO))
+    from configs.common import base_config
 
     c = base_config()
     c.data.source = "synthetic"
