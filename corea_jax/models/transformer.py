@@ -10,7 +10,11 @@ softmax are float32; the LM head returns float32 logits whatever the parameter d
 sampling and GRPO log-probs need them.
 
 Positions are per row (`positions [B, T]`) and the attention mask is explicit (`mask [B, T, S]`),
-so left-padded batches and the sampler's KV cache use the same code path as training.
+so left-padded batches and the sampler's KV cache use the same code path as training. A
+full-sequence forward may instead pass the row's `valid` mask [B, T] (meaning
+`causal_mask(valid)`) and a `ComputeConfig` (`corea_jax.models.compute`): per-layer remat and
+fused attention kernels that never hold [T, S] scores, for the update's memory. The defaults
+compute exactly what the [B, T, S] path computes, op for op.
 
 Axis letters
 ------------
@@ -42,6 +46,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from corea_jax.models.compute import AttentionFn, ComputeConfig
 from corea_jax.models.config import ModelConfig
 from corea_jax.models.rope import RopeTables, apply_rope, inverse_frequencies, rope_tables
 
@@ -107,17 +112,28 @@ class Attention(nnx.Module):
         self.o_proj = _linear(cfg.num_heads * h, d, cfg.o_bias, dtype, rngs)
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, h
 
-    def __call__(self, x, rope: RopeTables, mask, cache: LayerCache | None, cache_index):
+    def __call__(
+        self,
+        x,
+        rope: RopeTables,
+        mask,
+        cache: LayerCache | None,
+        cache_index,
+        attend: AttentionFn | None = None,
+    ):
         """x [B, T, D], rope tables [B, T, 1, H], mask [B, T, S] -> ([B, T, D], cache or None).
 
         Without a cache S = T. With one, the T new keys/values are written at slots
         [cache_index, cache_index + T) of the cache and the queries attend over all S slots
-        that `mask` allows.
+        that `mask` allows. With a fused kernel `attend` (no cache) `mask` is `valid` [B, T].
         """
         b, t, _ = x.shape
         n, k, h = self.num_heads, self.num_kv_heads, self.head_dim
         query = apply_rope(self.q_proj(x).reshape(b, t, n, h), rope)  # [B, T, N, H]
         key = apply_rope(self.k_proj(x).reshape(b, t, k, h), rope)
+        if attend is not None:
+            value = self.v_proj(x).reshape(b, t, k, h)
+            return self.o_proj(attend(query, key, value, mask).reshape(b, t, n * h)), None
         key = key.transpose(0, 2, 3, 1)  # [B, K, H, T]: the cache's key layout
         value = self.v_proj(x).reshape(b, t, k, h).transpose(0, 2, 1, 3)  # [B, K, T, H]
         if cache is not None:
@@ -161,8 +177,10 @@ class DecoderLayer(nnx.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
 
-    def __call__(self, x, rope, mask, cache, cache_index):
-        attn, cache = self.self_attn(self.input_layernorm(x), rope, mask, cache, cache_index)
+    def __call__(self, x, rope, mask, cache, cache_index, attend: AttentionFn | None = None):
+        attn, cache = self.self_attn(
+            self.input_layernorm(x), rope, mask, cache, cache_index, attend
+        )
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), cache
 
@@ -200,17 +218,42 @@ class CausalLM(nnx.Module):
         mask: jax.Array,
         cache: tuple[LayerCache, ...] | None = None,
         cache_index: jax.Array | int = 0,
+        *,
+        compute: ComputeConfig | None = None,
     ) -> tuple[jax.Array, tuple[LayerCache, ...] | None]:
-        """tokens, positions [B, T]; mask [B, T, S] -> final-norm hidden [B, T, D], cache."""
+        """tokens, positions [B, T]; mask [B, T, S] -> final-norm hidden [B, T, D], cache.
+
+        Without a cache `mask` may be the rows' `valid` [B, T] instead, meaning
+        `causal_mask(valid)`; only then does `compute` choose the attention kernel (a [B, T, S]
+        mask is general, so it always takes the XLA attention). `compute.remat` applies to
+        every forward without a cache. None is `ComputeConfig()`: today's path.
+        """
+        compute = ComputeConfig() if compute is None else compute
         x = self.model.embed_tokens(tokens)
         cfg = self.config
         inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         rope = rope_tables(positions, inv_freq, x.dtype)
-        new_cache = []
-        for i, layer in enumerate(self.model.layers):
-            x, layer_cache = layer(x, rope, mask, None if cache is None else cache[i], cache_index)
-            new_cache.append(layer_cache)
-        return self.model.norm(x), (None if cache is None else tuple(new_cache))
+        if cache is not None:
+            new_cache = []
+            for i, layer in enumerate(self.model.layers):
+                x, layer_cache = layer(x, rope, mask, cache[i], cache_index)
+                new_cache.append(layer_cache)
+            return self.model.norm(x), tuple(new_cache)
+        attend = None
+        if mask.ndim == 2:
+            attend = compute.attention_fn()
+            if attend is None:
+                mask = causal_mask(mask)
+
+        def apply(layer, x, rope, mask):
+            return layer(x, rope, mask, None, 0, attend)[0]
+
+        policy = compute.remat_policy()
+        if policy is not None:
+            apply = nnx.remat(apply, policy=policy)
+        for layer in self.model.layers:
+            x = apply(layer, x, rope, mask)
+        return self.model.norm(x), None
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V]."""
@@ -220,9 +263,12 @@ class CausalLM(nnx.Module):
         kernel = self.lm_head.kernel[...]
         return jnp.einsum("...d,dv->...v", hidden, kernel, preferred_element_type=jnp.float32)
 
-    def __call__(self, tokens, positions, mask, cache=None, cache_index=0):
-        """tokens, positions [B, T]; mask [B, T, S] -> (float32 logits [B, T, V], cache)."""
-        hidden, cache = self.hidden_states(tokens, positions, mask, cache, cache_index)
+    def __call__(self, tokens, positions, mask, cache=None, cache_index=0, *, compute=None):
+        """tokens, positions [B, T]; mask [B, T, S] (or valid [B, T], see `hidden_states`) ->
+        (float32 logits [B, T, V], cache)."""
+        hidden, cache = self.hidden_states(
+            tokens, positions, mask, cache, cache_index, compute=compute
+        )
         return self.logits(hidden), cache
 
 
