@@ -80,7 +80,7 @@ class FakeEngine:
         tail = "" if conf == "none" else f"<confidence>{conf}</confidence>"
         answer = f"<think>fake</think><answer>slm:{question}</answer>{tail}"
         ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: g.max_tokens]
-        result = Completion(answer, tuple(ids), len(g.prompt), "stop", 0.0, 1)
+        result = Completion(answer, tuple(ids), len(g.prompt), len(ids), "stop", 0.0, 1)
 
         def finish():
             time.sleep(self.delay_s)

@@ -116,8 +116,9 @@ class Generation:
 @dataclasses.dataclass(frozen=True)
 class Completion:
     text: str
-    token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # the answer's tokens (no EOS)
     prompt_tokens: int
+    completion_tokens: int  # tokens drawn, the EOS included (what the offline cascade counts)
     finish_reason: str  # "stop" (EOS or a stop string) | "length"
     queue_s: float  # from submission to admission
     batch_rows: int  # live rows in the segment that admitted it
@@ -172,7 +173,10 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.segments = 0
+        self.shifts = 0
+        # Shapes outside the warmed-up set (each would compile while serving): should stay 0.
         self.compiles_after_warmup = 0
+        self._shapes: set[tuple] = set()
         self._warm = False
 
     # ---------------------------------------------------------------- public
@@ -232,6 +236,7 @@ class Engine:
                 tokens = np.zeros((a, p), np.int32)
                 valid = np.zeros((a, p), bool)
                 valid[:, -1] = True
+                self._note_shape(("admit", a, p))
                 slots = np.arange(a, dtype=np.int32)
                 self._rows_state = kernels.admit(
                     self.graphdef, self.params, self._rows_state, tokens, valid, slots,
@@ -242,7 +247,6 @@ class Engine:
         self._rows_state = kernels.shift(self._rows_state, jnp.int32(0))
         jax.block_until_ready(self._rows_state)
         self._warm = True
-        self._cache_sizes = self._compiled_count()
         return time.monotonic() - start
 
     # ---------------------------------------------------------------- the engine thread
@@ -305,6 +309,7 @@ class Engine:
                 slots[i], write[i] = row, True
             else:
                 slots[i] = next(spare)
+        self._note_shape(("admit", a, p))
         self._rows_state = kernels.admit(
             self.graphdef, self.params, self._rows_state, tokens, valid, slots, write,
             jnp.int32(self._t),
@@ -320,6 +325,7 @@ class Engine:
             raise RuntimeError(f"KV cache of {self._slots} slots cannot be compacted")
         self._rows_state = kernels.shift(self._rows_state, jnp.int32(delta))
         self._t -= delta
+        self.shifts += 1
 
     def _run_decode(self, width: int, rows: dict[int, _Row], warm: bool = False):
         temperature = np.zeros((width,), np.float32)
@@ -335,6 +341,7 @@ class Engine:
             keys[r] = row.key
         if warm:
             budget[0] = 1
+        self._note_shape(("decode", width))
         out = kernels.decode(
             self.graphdef, self.params, self._rows_state, jnp.int32(self._t), temperature,
             top_p, jnp.stack(keys), counts, budget,
@@ -358,12 +365,13 @@ class Engine:
             new = tokens[r, : drawn[r]].tolist()
             row.tokens.extend(new)
             finish = None
+            answer = row.tokens
             if eos[r]:
                 finish = "stop"
-                row.tokens = row.tokens[:-1]  # the EOS token is not part of the answer
+                answer = row.tokens[:-1]  # the EOS token is not part of the answer
             elif len(row.tokens) >= row.request.max_tokens:
                 finish = "length"
-            text = self.decode_text(row.tokens)
+            text = self.decode_text(answer)
             stop = row.request.stop
             if stop and any(s in text for s in stop):
                 cut = min(text.find(s) for s in stop if s in text)
@@ -373,21 +381,22 @@ class Engine:
             del self._live[r]
             completion = Completion(
                 text=text,
-                token_ids=tuple(row.tokens),
+                token_ids=tuple(answer),
                 prompt_tokens=len(row.request.prompt),
+                completion_tokens=len(row.tokens),
                 finish_reason=finish,
                 queue_s=row.queue_s,
                 batch_rows=row.admitted_rows,
             )
             _resolve(row.request.future, completion)
-        if self._warm and self._compiled_count() != self._cache_sizes:
-            self.compiles_after_warmup += 1
-            self._cache_sizes = self._compiled_count()
-            log.warning("the SLM engine compiled a new shape after warm-up")
 
-    @staticmethod
-    def _compiled_count() -> int:
-        return sum(f._cache_size() for f in (kernels.admit, kernels.decode, kernels.shift))
+    def _note_shape(self, shape: tuple) -> None:
+        if shape in self._shapes:
+            return
+        self._shapes.add(shape)
+        if self._warm:
+            self.compiles_after_warmup += 1
+            log.warning("the SLM engine compiles a new shape after warm-up: %s", shape)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._cv:

@@ -139,7 +139,7 @@ class CascadeService:
         valid = parsed.confidence is not None
         confidence = parsed.confidence if valid else self.config.tau.invalid_confidence
         deferred = confidence < self.tau
-        slm_tokens = (slm.prompt_tokens, len(slm.token_ids))
+        slm_tokens = (slm.prompt_tokens, slm.completion_tokens)
         slm_cost = float(self.prices.cost(self.config.slm.price_name, *slm_tokens))
         self.metrics.side("slm", *slm_tokens, slm_cost)
         meta = {

@@ -77,7 +77,8 @@ def read_tau(path: Path, rule: str, group: str = "", signal: str = "verbalized")
     except (KeyError, TypeError):
         raise CoreaError(f"tau.signal: no {signal!r} signal in {path} group {group!r}") from None
     for choice in choices:
-        if choice.get("rule") == rule:
+        name = str(choice.get("rule"))
+        if name == rule or name.startswith(f"{rule}("):  # "within_llm(2 points)" is within_llm
             return float(choice["tau"]), f"{path} (rule {rule}, group {group}, {signal})"
     known = [c.get("rule") for c in choices]
     raise CoreaError(f"tau.rule: {rule!r} not in {path} (rules: {known})")

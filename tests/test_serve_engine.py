@@ -1,0 +1,222 @@
+"""The serving engine (continuous batching) on a tiny random model, and 32 concurrent clients.
+
+The invariant: what a request gets does not depend on what shares its batch. Greedy answers
+equal the offline `Sampler`'s for the same prompt, however requests join, leave, and however
+often the cache is shifted; seeded sampling gives the same tokens alone or in a crowd. One
+engine (one warm-up) serves every test of this file.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import threading
+import time
+
+import jax
+import numpy as np
+import openai
+import pytest
+from flax import nnx
+from tiny_models import TINY, make_tokenizer
+
+from corea_jax.cascade import LLMConfig
+from corea_jax.models import CausalLM, load_tokenizer
+from corea_jax.sampling import Sampler
+from corea_jax.serving import (
+    BackgroundServer,
+    CascadeService,
+    Engine,
+    EngineConfig,
+    Generation,
+    ServeConfig,
+    ServerMetrics,
+    Upstream,
+    build_app,
+    kernels,
+)
+from corea_jax.serving.engine import EngineStopped, QueueFull
+from corea_jax.serving.settings import SLMServeConfig, TauSource
+from corea_jax.testing.simulated_llm import SimulatedChatBackend
+
+MAX_NEW = 32
+CONFIG = EngineConfig(
+    rows=16,
+    segment=8,
+    max_prompt_tokens=64,
+    max_new_tokens=MAX_NEW,
+    prompt_buckets=(),
+    row_buckets=(4, 16),
+    cache_slots=64 + MAX_NEW + 32,  # the minimum: the cache is shifted every few segments
+    max_queue=64,
+    batch_wait_s=0.02,
+)
+EOS = 2
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A random tiny model whose greedy answers depend on the prompt: weights drawn at 0.02
+    (the init) give nearly flat logits and one repeated token, so they are scaled up."""
+    model = CausalLM(TINY["qwen2"], rngs=nnx.Rngs(3))
+    graphdef, state = nnx.split(model)
+    state = jax.tree_util.tree_map_with_path(
+        lambda path, x: x if "norm" in jax.tree_util.keystr(path) else x * 7.0, state
+    )
+    return nnx.merge(graphdef, state)
+
+
+@pytest.fixture(scope="module")
+def engine(model):
+    metrics = ServerMetrics()
+    e = Engine(model, lambda ids: " ".join(map(str, ids)), [EOS], CONFIG, metrics.segment)
+    e.metrics = metrics
+    e.warmup()
+    e.start()
+    yield e
+    e.stop()
+
+
+def prompts(n, seed=0, lo=4, hi=60):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(3, 512, size=int(k)).tolist() for k in rng.integers(lo, hi, size=n)]
+
+
+def reference(model, batch, max_new=MAX_NEW):
+    """The offline sampler's greedy tokens per prompt (EOS dropped)."""
+    out = Sampler(model, eos_ids=[EOS]).generate(batch, max_new_tokens=max_new)
+    rows = [out.row_tokens(r) for r in range(len(batch))]
+    return [r[:-1] if r and r[-1] == EOS else r for r in rows]
+
+
+def test_greedy_answers_equal_the_offline_sampler_however_requests_join(model, engine):
+    batch = prompts(24)
+    budgets = np.random.default_rng(1).integers(1, MAX_NEW + 1, size=len(batch))
+    compiled = [f._cache_size() for f in (kernels.admit, kernels.decode, kernels.shift)]
+    shifts = engine.shifts
+    futures = []
+    for i, (p, m) in enumerate(zip(batch, budgets, strict=True)):
+        futures.append(engine.submit(Generation(p, int(m))))
+        if i % 6 == 5:
+            time.sleep(0.05)  # later arrivals join rows that are already decoding
+    got = [f.result(120) for f in futures]
+    want = reference(model, batch)
+    for g, w, m in zip(got, want, budgets, strict=True):
+        assert list(g.token_ids) == w[:m]
+        assert g.finish_reason == ("length" if len(g.token_ids) == m else "stop")
+    assert engine.shifts > shifts  # the cache was compacted under live rows
+    assert engine.compiles_after_warmup == 0
+    assert [f._cache_size() for f in (kernels.admit, kernels.decode, kernels.shift)] == compiled
+
+
+def test_a_short_request_does_not_wait_for_a_long_one(engine):
+    # A prompt whose greedy answer runs the whole budget (no EOS) on this random model.
+    long_prompt = next(
+        p for p in prompts(20, 5)
+        if len(engine.submit(Generation(p, MAX_NEW)).result(60).token_ids) == MAX_NEW
+    )  # fmt: skip
+    order = []
+    long_ = engine.submit(Generation(long_prompt, MAX_NEW))
+    long_.add_done_callback(lambda f: order.append("long"))
+    time.sleep(0.02)
+    short = [engine.submit(Generation(p, 2)) for p in prompts(3, 6)]
+    for f in short:
+        f.add_done_callback(lambda f: order.append("short"))
+    long_.result(60)
+    assert order == ["short"] * 3 + ["long"]  # callbacks run in the engine, in finishing order
+    assert all(f.result().batch_rows >= 2 for f in short)  # they joined the live row
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch(engine):
+    p = prompts(1, 9)[0]
+    alone = engine.submit(Generation(p, 16, temperature=1.0, top_p=0.9, seed=7)).result(60)
+    crowd = [engine.submit(Generation(q, 16, temperature=1.0, seed=i)) for i, q in
+             enumerate(prompts(10, 10))]  # fmt: skip
+    again = engine.submit(Generation(p, 16, temperature=1.0, top_p=0.9, seed=7)).result(60)
+    for f in crowd:
+        f.result(60)
+    assert alone.token_ids == again.token_ids
+    other = engine.submit(Generation(p, 16, temperature=1.0, top_p=0.9, seed=8)).result(60)
+    assert other.token_ids != alone.token_ids
+    # A nucleus of (almost) nothing keeps only the top token: greedy.
+    greedy = engine.submit(Generation(p, 16)).result(60)
+    nucleus = engine.submit(Generation(p, 16, temperature=1.0, top_p=1e-6, seed=3)).result(60)
+    assert nucleus.token_ids == greedy.token_ids
+
+
+def test_stop_strings_cut_the_text(engine):
+    p = prompts(1, 11)[0]
+    full = engine.submit(Generation(p, 12)).result(60)
+    words = full.text.split()
+    assert len(words) >= 4
+    stop = f" {words[2]}"
+    cut = engine.submit(Generation(p, 12, stop=(stop,))).result(60)
+    assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.find(stop)]
+
+
+def test_queue_limit_and_drain(model):
+    config = EngineConfig(rows=4, segment=8, max_prompt_tokens=64, max_new_tokens=MAX_NEW,
+                          prompt_buckets=(), row_buckets=(4, 16), max_queue=3,
+                          cache_slots=CONFIG.cache_slots)  # fmt: skip
+    e = Engine(model, str, [EOS], config)  # not started: nothing leaves the queue
+    queued = [e.submit(Generation(p, 4)) for p in prompts(3, 12)]
+    with pytest.raises(QueueFull) as err:
+        e.submit(Generation([5, 6], 4))
+    assert err.value.retry_after_s >= 1
+    e.warmup()
+    e.start()
+    e.stop(drain=True)
+    assert all(len(f.result(0).token_ids) == 4 for f in queued)  # drained, not dropped
+    with pytest.raises(EngineStopped):
+        e.submit(Generation([5, 6], 4))
+
+
+def test_32_concurrent_clients_get_their_own_answers_in_shared_batches(model, engine, tmp_path):
+    tokenizer = load_tokenizer(make_tokenizer(tmp_path / "tok"))
+    engine.decode_text = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
+    llm = LLMConfig(model="Qwen/Qwen2.5-32B-Instruct", simulated=True)
+    backend = SimulatedChatBackend(lambda m, p: ("llm", 1, 1), llm.model, "simulated-test")
+    config = ServeConfig(slm=SLMServeConfig(path="unused", system=""), engine=CONFIG, llm=llm,
+                         tau=TauSource(value=0.0))  # fmt: skip
+    upstream = Upstream(llm, timeout_s=5, concurrency=4, backend=backend)
+    service = CascadeService(config, engine, tokenizer, upstream, 0.0, "test", engine.metrics)
+    service.ready.set()  # the engine is warm already
+    server = BackgroundServer(build_app(service, warm_up_on_start=False)).start()
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
+    questions = [f"What is {i} + {i * 7}?" for i in range(32)]
+    barrier = threading.Barrier(32)
+
+    def ask(q):
+        barrier.wait(10)
+        r = client.chat.completions.create(
+            model="corea-cascade", messages=[{"role": "user", "content": q}], max_tokens=12
+        )
+        return r.choices[0].message.content, r.model_extra["corea"]
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(ask, questions))
+        metrics = urlopen_text(f"{server.base_url}/metrics")
+    finally:
+        server.stop()
+        engine.decode_text = lambda ids: " ".join(map(str, ids))
+    encode = lambda q: tokenizer(  # noqa: E731
+        tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                      add_generation_prompt=True), add_special_tokens=False,
+    )["input_ids"]  # fmt: skip
+    want = [tokenizer.decode(w, skip_special_tokens=True)
+            for w in reference(model, [encode(q) for q in questions], 12)]  # fmt: skip
+    assert [a for a, _ in answers] == want  # each client got the answer to its own question
+    assert len({a for a, _ in answers}) == 32
+    assert all(meta["answered_by"] == "slm" for _, meta in answers)  # tau 0: never deferred
+    assert max(meta["slm"]["batch_rows"] for _, meta in answers) > 1
+    # The batch-size histogram: some decode segment ran more than one row.
+    counts = dict(re.findall(r'corea_batch_rows_bucket\{le="([^"]+)"\} ([0-9.]+)', metrics))
+    assert float(counts["+Inf"]) > float(counts["1.0"])
+
+
+def urlopen_text(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
