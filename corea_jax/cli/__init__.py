@@ -24,6 +24,7 @@ COMMANDS = {
     "cascade": "SLM -> LLM cascade evaluation with deferral by confidence and cost accounting.",
     "demo": "The whole method end to end on a synthetic task, offline, on a CPU.",
     "serve": "The trained cascade as an OpenAI-compatible endpoint, batching concurrent requests.",
+    "plan": "Will a config fit a TPU slice? Its update and rollout compiled ahead of time.",
 }
 
 
