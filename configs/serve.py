@@ -41,7 +41,7 @@ DEMO_WORKDIR = "workdirs/demo"
 
 
 def _section(obj) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+    return dataclasses.asdict(obj)
 
 
 def get_config(arg=None):
@@ -53,7 +53,7 @@ def get_config(arg=None):
     c.tau = _section(TauSource())
     c.server = _section(ServerConfig())
     c.demo = _section(DemoUpstream())
-    c.prices = []
+    c.prices = ()
 
     name, _, workdir = (arg or "").partition(",")
     if name == "demo":
@@ -68,7 +68,7 @@ def get_config(arg=None):
         c.engine.rows = 64
         c.engine.segment = 16
         c.engine.max_prompt_tokens = 64
-        c.engine.prompt_buckets = []
+        c.engine.prompt_buckets = ()
         c.engine.max_new_tokens = 96
         c.server.default_max_tokens = 96
         c.llm.simulated = True

@@ -30,7 +30,7 @@ def run(args) -> int:
     if args.config is None:
         raise CoreaError("serve needs --config=configs/serve.py[:demo]")
     from corea_jax.serving import ServeConfig, build_app, build_service
-    from corea_jax.serving.app import uvicorn_config
+    from corea_jax.serving.app import DrainingServer, uvicorn_config
 
     config = ServeConfig.from_config(args.config)
     server = dataclasses.replace(
@@ -43,9 +43,7 @@ def run(args) -> int:
         level=server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     service = build_service(config)
-    import uvicorn
-
-    uvicorn.Server(
+    DrainingServer(
         uvicorn_config(
             build_app(service),
             server.host,

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import threading
 import time
 
@@ -133,6 +134,23 @@ def uvicorn_config(app, host: str, port: int, *, drain_timeout_s: float, log_lev
         app, host=host, port=port, log_level=log_level, access_log=False,
         timeout_graceful_shutdown=drain_timeout_s, backlog=2048, lifespan="on",
     )  # fmt: skip
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, exiting with status 0 after a SIGTERM/SIGINT drain (uvicorn re-raises
+    the signal once shut down, so the process would report death by signal). A second SIGINT
+    still forces the exit."""
+
+    def handle_exit(self, sig, frame) -> None:
+        del frame
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            return
+        if not self.should_exit:
+            log.warning(
+                "%s: draining the requests in flight, then exiting", signal.Signals(sig).name
+            )
+        self.should_exit = True
 
 
 class BackgroundServer:
