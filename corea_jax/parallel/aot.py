@@ -155,7 +155,8 @@ def compile_program(name: str, jitted, *args) -> ProgramCost:
         compiled = jitted.lower(*args).compile()
     except Exception as e:
         if "RESOURCE_EXHAUSTED" in str(e) or "Ran out of memory" in str(e):
-            raise OutOfMemory(f"{name}: {_first_line(e)}") from e
+            seconds = time.perf_counter() - t0
+            raise OutOfMemory(f"{name} {_oom_summary(e)} (compiler, after {seconds:.0f} s)") from e
         raise
     seconds = time.perf_counter() - t0
     memory = compiled.memory_analysis()
@@ -176,6 +177,17 @@ def compile_program(name: str, jitted, *args) -> ProgramCost:
 def roofline_seconds(flops: float, bytes_accessed: float, chip: Chip) -> float:
     """A lower bound on a program's time on one device: compute- or bandwidth-bound."""
     return max(flops / chip.peak_flops, bytes_accessed / chip.hbm_bandwidth)
+
+
+_TPU_OOM = re.compile(r"temporaries \(([\d.]+)G\) exceeds available HBM \(([\d.]+)G\)")
+
+
+def _oom_summary(error: Exception) -> str:
+    """The TPU compiler's RESOURCE_EXHAUSTED message, short; other messages' first line."""
+    found = _TPU_OOM.search(str(error))
+    if found is None:
+        return _first_line(error)
+    return f"needs {found[1]} GiB of temporaries per device, {found[2]} GiB available"
 
 
 def _first_line(error: Exception) -> str:

@@ -78,7 +78,7 @@ class Plan:
     rollout_flops: float
     update_seconds: float  # roofline
     rollout_seconds: float
-    refused: str | None = None  # the compiler's message, when a program did not compile
+    refused: str | None = None  # the compiler's messages, when programs did not compile
 
     @property
     def peak_bytes(self) -> int:
@@ -225,18 +225,21 @@ def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramC
 def plan_run(workload: Workload, run: RunConfig, devices) -> Plan:
     """Compiles the update and the rollout of `workload` for `devices` and sums them up.
 
-    A program the compiler refuses for size ends the plan there: `refused` holds why."""
+    A program the compiler refuses for size is left out and `refused` holds why (the rollout is
+    compiled even when the update is refused)."""
     mesh = make_mesh(workload.mesh_shape, devices)
     chip = chip_of(devices[0])
     graphdef, state, state_shardings, optimizer = abstract_state(workload, run, mesh)
     programs: list[ProgramCost] = []
-    refused = None
-    try:
-        programs.append(compile_update(workload, run, mesh, graphdef, state, state_shardings,
-                                       optimizer))  # fmt: skip
-        programs.extend(compile_rollout(workload, mesh, graphdef, state))
-    except OutOfMemory as e:
-        refused = str(e)
+    refused: list[str] = []
+    for compile_some in (
+        lambda: [compile_update(workload, run, mesh, graphdef, state, state_shardings, optimizer)],
+        lambda: compile_rollout(workload, mesh, graphdef, state),
+    ):
+        try:
+            programs.extend(compile_some())
+        except OutOfMemory as e:  # the other programs still say how far off the plan is
+            refused.append(str(e))
     by_name = {p.name: p for p in programs}
     update = by_name.get("update")
     update_flops = update.flops * workload.micro_batches if update else 0.0
@@ -260,7 +263,7 @@ def plan_run(workload: Workload, run: RunConfig, devices) -> Plan:
         rollout_flops=rollout_flops,
         update_seconds=roofline(update_flops, update_bytes, chip),
         rollout_seconds=rollout_seconds,
-        refused=refused,
+        refused="; ".join(refused) or None,
     )
 
 
@@ -286,7 +289,7 @@ def format_plan(plan: Plan) -> str:
             f"{_gib(p.output_bytes - p.alias_bytes)}); compiled in {p.compile_seconds:.1f} s"
         )
     if plan.refused:
-        lines.append(f"  refused by the compiler: {plan.refused}")
+        lines.append(f"  refused                 {plan.refused}")
         return "\n".join(lines)
     lines += [
         f"  peak                    {_gib(plan.peak_bytes)} of {_gib(chip.hbm_bytes)} "
@@ -302,7 +305,8 @@ def format_plan(plan: Plan) -> str:
 def verdict(plan: Plan, min_headroom: float) -> str | None:
     """None when the plan fits with `min_headroom`; otherwise one line saying why not."""
     if plan.refused:
-        return f"does not fit: {plan.refused}"
+        state = _gib(plan.param_bytes + plan.optimizer_bytes)
+        return f"does not fit: {plan.refused}; parameters + optimizer {state} per device"
     if plan.fits(min_headroom):
         return None
     worst = max(plan.programs, key=lambda p: p.total_bytes)

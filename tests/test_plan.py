@@ -1,0 +1,73 @@
+"""`corea-jax plan`: a config's update and rollout compiled ahead of time for a TPU slice.
+
+libtpu (the `test` extra's `jax[tpu]`) describes the slice; no TPU is needed, and the host's
+JAX stays on the CPU (conftest's JAX_PLATFORMS=cpu). Each compile is of the tiny smoke model
+with short prompts, a few seconds each.
+"""
+
+import re
+
+import pytest
+from conftest import REPO
+
+from corea_jax.cli import main
+from corea_jax.errors import CoreaError
+from corea_jax.parallel.aot import CHIPS, parse_topology
+
+SMOKE = f"--config={REPO / 'configs' / 'smoke.py'}"
+PEAK = re.compile(r"peak\s+([\d.]+) (MiB|GiB) of ([\d.]+) GiB HBM")
+
+
+def _needs_libtpu():
+    pytest.importorskip("libtpu", reason="libtpu (pip install 'corea-jax[test]') describes TPUs")
+
+
+def test_smoke_config_fits_a_v5e_slice_with_positive_memory_below_hbm(capsys):
+    _needs_libtpu()
+    status = main(["plan", SMOKE, "--topology=v5e:2x2", "--prompt-tokens=16"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "devices: 4 x TPU v5e" in out
+    peak, unit, hbm = PEAK.search(out).groups()
+    peak_gib = float(peak) / (1024 if unit == "MiB" else 1)
+    assert 0 < peak_gib < float(hbm)
+    assert float(hbm) == pytest.approx(CHIPS["TPU v5e"].hbm_bytes / 2**30, abs=0.01)
+    for program in ("update", "rollout prefill", "rollout decode step"):
+        assert re.search(rf"{program}\s+total [\d.]+ [MG]iB", out), program
+    assert re.search(r"FLOPs per step\s+update [\d.e+]+, rollout [\d.e+]+", out)
+    assert "fits on v5e:2x2" in out
+
+
+def test_an_oversized_config_does_not_fit_and_says_why_in_one_line(capsys):
+    _needs_libtpu()
+    # 2 layers of width 32768 and SwiGLU width 131072: 26 G float32 parameters, about 26 GiB per
+    # chip of a 4-chip v5e slice before the optimizer, against 15.75 GiB of HBM.
+    status = main([
+        "plan", SMOKE, "--topology=v5e:2x2", "--prompt-tokens=16",
+        "--config.model.scratch.spec.hidden_size=32768",
+        "--config.model.scratch.spec.intermediate_size=131072",
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert status != 0
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("corea-jax: error: v5e:2x2: does not fit:")
+    assert "GiB" in lines[0] or "RESOURCE_EXHAUSTED" in lines[0]
+
+
+def test_plan_help_names_the_topology_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "--help"])
+    assert exit_info.value.code == 0
+    assert "--topology" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["v7:2x2", "v5e", "v5e:2", "tpu:2x2"])
+def test_a_malformed_topology_name_is_one_error_naming_it(name):
+    with pytest.raises(CoreaError, match=re.escape(name)):
+        parse_topology(name)
+
+
+def test_topology_names_parse_to_generation_and_chip_grid():
+    assert parse_topology("v5p:2x2x4") == ("v5p", (2, 2, 4))
+    assert parse_topology("v6e:4x8") == ("v6e", (4, 8))
