@@ -128,7 +128,6 @@ class Completion:
 class _Row:
     request: Generation
     tokens: list[int]
-    key: jax.Array
     admitted_rows: int
     queue_s: float
 
@@ -316,7 +315,7 @@ class Engine:
         )  # fmt: skip
         live_after = len(self._live) + width
         for row, g in admitted:
-            self._live[row] = _Row(g, [], jax.random.key(g.seed), live_after, now - g.enqueued)
+            self._live[row] = _Row(g, [], live_after, now - g.enqueued)
 
     def _compact(self) -> None:
         starts = [self._t - len(r.request.prompt) - len(r.tokens) for r in self._live.values()]
@@ -332,19 +331,19 @@ class Engine:
         top_p = np.ones((width,), np.float32)
         counts = np.zeros((width,), np.int32)
         budget = np.zeros((width,), np.int32)
-        keys = [jax.random.key(0)] * width
+        seeds = np.zeros((width,), np.int32)
         for r, row in rows.items():
             g = row.request
             temperature[r], top_p[r] = g.temperature, g.top_p
             counts[r] = len(row.tokens)
             budget[r] = g.max_tokens - len(row.tokens)
-            keys[r] = row.key
+            seeds[r] = g.seed
         if warm:
             budget[0] = 1
         self._note_shape(("decode", width))
         out = kernels.decode(
             self.graphdef, self.params, self._rows_state, jnp.int32(self._t), temperature,
-            top_p, jnp.stack(keys), counts, budget,
+            top_p, seeds, counts, budget,
             width=width, steps=self.config.segment, eos_ids=self.eos_ids,
         )  # fmt: skip
         self._rows_state = out[0]
@@ -371,8 +370,10 @@ class Engine:
                 answer = row.tokens[:-1]  # the EOS token is not part of the answer
             elif len(row.tokens) >= row.request.max_tokens:
                 finish = "length"
-            text = self.decode_text(answer)
             stop = row.request.stop
+            if finish is None and not stop:
+                continue  # decoded once, when it finishes
+            text = self.decode_text(answer)
             if stop and any(s in text for s in stop):
                 cut = min(text.find(s) for s in stop if s in text)
                 text, finish = text[:cut], "stop"

@@ -113,17 +113,18 @@ def admit(graphdef, params, rows: Rows, tokens, valid, slots, write, t):
 @functools.partial(
     jax.jit, static_argnames=("graphdef", "width", "steps", "eos_ids"), donate_argnames=("rows",)
 )
-def decode(graphdef, params, rows: Rows, t, temperature, top_p, keys, counts, budget, *,
+def decode(graphdef, params, rows: Rows, t, temperature, top_p, seeds, counts, budget, *,
            width, steps, eos_ids):  # fmt: skip
     """Up to `steps` decode steps of rows [0, width), writing cache slots t, t + 1, ...
 
-    temperature, top_p [width]; keys [width] per-row PRNG keys, counts [width] tokens each row
+    temperature, top_p [width]; seeds [width] int32 per-row seeds, counts [width] tokens each row
     has drawn so far (the fold-in index, so a row's draws do not depend on the batch); budget
     [width] tokens each row may still draw (0 for a free row). Stops early once every row is
     done (EOS or budget). Returns (rows, tokens [width, steps], drawn [width] tokens kept per
     row, eos [width] bool, steps run).
     """
     model = nnx.merge(graphdef, params)
+    keys = jax.vmap(jax.random.key)(seeds)  # built here: one op, not one per row on the host
     live = jax.tree.map(lambda x: x[:width], rows)
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
     s = jnp.arange(live.cache[0].v.shape[2])
@@ -154,8 +155,9 @@ def decode(graphdef, params, rows: Rows, t, temperature, top_p, keys, counts, bu
     init = (jnp.int32(0), live, jnp.zeros((width, steps), jnp.int32), zeros,
             budget <= 0, jnp.zeros((width,), bool))  # fmt: skip
     n, live, out, drawn, _, hit_eos = jax.lax.while_loop(cond, body, init)
-    rows = jax.tree.map(lambda full, part: full.at[:width].set(part), rows, live)
-    return rows, out, drawn, hit_eos, n
+    if width < rows.start.shape[0]:
+        live = jax.tree.map(lambda full, part: full.at[:width].set(part), rows, live)
+    return live, out, drawn, hit_eos, n
 
 
 @functools.partial(jax.jit, donate_argnames=("rows",))

@@ -1,0 +1,212 @@
+"""`corea-jax serve` under load: completions/s and p50 / p99 latency at 1, 8, 32, 64 clients.
+
+    python benchmarks/serve.py [--workdir workdirs/demo] [--clients 1 8 32 64]
+                               [--requests-per-client 6] [--min-requests 32] [--max-tokens 96]
+
+Issue 17's target: throughput at 32 concurrent clients at least 6x that at 1 client, no request
+lost. The server is the `:demo` path, started as its own process exactly as a user would
+(`corea-jax serve --config=configs/serve.py:demo,WORKDIR`): the demo's COREA policy with its
+tau, continuous batching, and the SIMULATED LLM in-process for deferred questions (it answers
+at once, so the figures are the SLM's and the server's, not an LLM's latency). The clients are
+threads of this process, each with its own keep-alive HTTP connection (`--client openai`:
+the stock `openai` client, whose own CPU cost competes with the server's here), asking the
+demo's test questions in turn (greedy, so every answer is reproducible); each level starts
+after the previous one has finished. "lost" counts requests that got no
+completion (an error status or an exception). The mean batch is the average number of live
+rows per decode segment, from the server's own `/metrics` histogram, per level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import openai
+
+from corea_jax.data import synthetic
+from corea_jax.scoring.parsing import parse_completion
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def batch_histogram(metrics: str) -> tuple[float, float]:
+    """(sum, count) of the server's corea_batch_rows histogram."""
+    total = re.search(r"^corea_batch_rows_sum ([0-9.e+]+)$", metrics, re.M)
+    count = re.search(r"^corea_batch_rows_count ([0-9.e+]+)$", metrics, re.M)
+    return float(total.group(1)), float(count.group(1))
+
+
+def start_server(workdir: str, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "corea_jax", "serve",
+           f"--config={REPO}/configs/serve.py:demo,{workdir}", "--port", str(port),
+           "--config.server.log_level=warning"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    start, base = time.monotonic(), f"http://127.0.0.1:{port}"
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with status {proc.returncode}")
+        try:
+            if '"status":"ok"' in get(f"{base}/health"):
+                break
+        except OSError:
+            pass
+        if time.monotonic() - start > 900:
+            proc.kill()
+            raise SystemExit("the server did not become ready in 15 minutes")
+        time.sleep(0.5)
+    print(f"server ready (start-up and warm-up {time.monotonic() - start:.1f} s)", flush=True)
+    return proc
+
+
+class HTTPClient:
+    """One keep-alive connection, JSON in and out: a client that costs little CPU, so the
+    figures measure the server (the `openai` SDK's request and reply models cost about a
+    millisecond of CPU per call, on the same two cores)."""
+
+    def __init__(self, base: str):
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=300)
+
+    def create(self, **body) -> dict:
+        self.conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                          {"Content-Type": "application/json"})  # fmt: skip
+        response = self.conn.getresponse()
+        data = json.loads(response.read())
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {data}")
+        return data
+
+
+class OpenAIClient:
+    def __init__(self, base: str):
+        self.client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0,
+                                    timeout=300)  # fmt: skip
+
+    def create(self, **body) -> dict:
+        return self.client.chat.completions.create(**body).model_dump()
+
+
+CLIENTS = {"http": HTTPClient, "openai": OpenAIClient}
+
+
+def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind: str) -> dict:
+    before = batch_histogram(get(f"{base}/metrics"))
+    todo = list(range(n))
+
+    def worker(w: int):
+        out = []
+        client = CLIENTS[kind](base)
+        for i in todo[w::clients]:
+            q = questions[i % len(questions)]
+            t0 = time.perf_counter()
+            try:
+                r = client.create(
+                    model="corea-cascade", messages=[{"role": "user", "content": q.question}],
+                    max_tokens=max_tokens, temperature=0.0,
+                )  # fmt: skip
+                meta = r["corea"]
+                answer = parse_completion(r["choices"][0]["message"]["content"] or "").answer
+                out.append((time.perf_counter() - t0, meta["answered_by"], answer == q.answer))
+            except Exception as exc:  # counted as lost
+                out.append((time.perf_counter() - t0, f"lost:{type(exc).__name__}", False))
+        return out
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        results = [r for rs in pool.map(worker, range(clients)) for r in rs]
+    wall = time.perf_counter() - t0
+    after = batch_histogram(get(f"{base}/metrics"))
+    latencies = np.array([r[0] for r in results])
+    lost = sum(r[1].startswith("lost") for r in results)
+    return {
+        "clients": clients,
+        "requests": n,
+        "lost": lost,
+        "wall_s": wall,
+        "completions_per_s": (n - lost) / wall,
+        "p50_s": float(np.percentile(latencies, 50)),
+        "p99_s": float(np.percentile(latencies, 99)),
+        "deferred": sum(r[1] == "llm" for r in results) / n,
+        "correct": sum(r[2] for r in results) / n,
+        "mean_batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--workdir", default="workdirs/demo", help="a `corea-jax demo` workdir")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    p.add_argument("--requests-per-client", type=int, default=6)
+    p.add_argument("--min-requests", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="http",
+        help="http: keep-alive http.client (default); openai: the openai SDK",
+    )
+    args = p.parse_args()
+    if not (Path(args.workdir) / "policies" / "corea" / "export").is_dir():
+        raise SystemExit(f"{args.workdir}: no demo policy; run: corea-jax demo --workdir "
+                         f"{args.workdir}")  # fmt: skip
+    questions = synthetic.make_split(synthetic.SyntheticTask(), "test", 400)
+    port = free_port()
+    proc = start_server(args.workdir, port)
+    base = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        run_level(base, questions, 4, 8, args.max_tokens, args.client)  # a warm server
+        for c in args.clients:
+            n = max(args.min_requests, c * args.requests_per_client)
+            rows.append(run_level(base, questions, c, n, args.max_tokens, args.client))
+            r = rows[-1]
+            print(f"{c:>3} clients: {r['completions_per_s']:6.1f} completions/s, p50 "
+                  f"{r['p50_s'] * 1e3:6.0f} ms, p99 {r['p99_s'] * 1e3:6.0f} ms, "
+                  f"{r['requests']} requests, lost {r['lost']}, mean batch "
+                  f"{r['mean_batch']:.1f} rows, deferred {r['deferred']:.0%}, "
+                  f"correct {r['correct']:.0%}", flush=True)  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(120)
+    print("\n| clients | requests | completions/s | p50 ms | p99 ms | mean batch | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['clients']} | {r['requests']} | {r['completions_per_s']:.1f} | "
+              f"{r['p50_s'] * 1e3:.0f} | {r['p99_s'] * 1e3:.0f} | {r['mean_batch']:.1f} | "
+              f"{r['lost']} |")  # fmt: skip
+    by = {r["clients"]: r for r in rows}
+    if 1 in by and 32 in by:
+        ratio = by[32]["completions_per_s"] / by[1]["completions_per_s"]
+        lost = sum(r["lost"] for r in rows)
+        ok = ratio >= 6 and lost == 0
+        print(f"\nthroughput at 32 clients / at 1 client: {ratio:.1f}x (target >= 6x), "
+              f"{lost} lost: target {'met' if ok else 'NOT met'}")  # fmt: skip
+    print(f"server exit status after SIGTERM: {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
