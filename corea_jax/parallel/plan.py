@@ -27,6 +27,7 @@ early). Collectives are not timed: the roofline is optimistic on many chips.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -66,18 +67,16 @@ class Workload:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Per-device figures of a run on a mesh; `programs` in the order update, rollout...."""
+    """Per-device figures of a run on a mesh: the state and each compiled program."""
 
     chip: Chip
     devices: int
     mesh: dict[str, int]
+    micro_batches: int  # the update's loop trip count
+    completion_slots: int  # C: decode steps of the rollout
     param_bytes: int
     optimizer_bytes: int
     programs: tuple[ProgramCost, ...]
-    update_flops: float  # per device per step, micro-batches included
-    rollout_flops: float
-    update_seconds: float  # roofline
-    rollout_seconds: float
     refused: str | None = None  # the compiler's messages, when programs did not compile
 
     @property
@@ -90,6 +89,32 @@ class Plan:
 
     def fits(self, min_headroom: float = 0.0) -> bool:
         return self.refused is None and self.headroom >= min_headroom
+
+    def _program(self, name: str) -> ProgramCost | None:
+        return next((p for p in self.programs if p.name == name), None)
+
+    def update_cost(self) -> tuple[float, float]:
+        """(FLOPs, bytes accessed) of one update per device: the scan body x micro-batches."""
+        update = self._program("update")
+        if update is None:
+            return 0.0, 0.0
+        return update.flops * self.micro_batches, update.bytes_accessed * self.micro_batches
+
+    def update_seconds(self, chip: Chip | None = None) -> float:
+        return roofline(*self.update_cost(), chip or self.chip)
+
+    def rollout_flops(self) -> float:
+        pre, step = self._program("rollout prefill"), self._program("rollout decode step")
+        return pre.flops + self.completion_slots * step.flops if pre and step else 0.0
+
+    def rollout_seconds(self, chip: Chip | None = None) -> float:
+        """Prefill + C decode steps, each reading the full cache (an upper bound)."""
+        chip = chip or self.chip
+        pre, step = self._program("rollout prefill"), self._program("rollout decode step")
+        if not (pre and step):
+            return 0.0
+        decode = roofline(step.flops, step.bytes_accessed, chip)
+        return roofline(pre.flops, pre.bytes_accessed, chip) + self.completion_slots * decode
 
 
 def scratch_model_config(spec: ScratchModel) -> ModelConfig:
@@ -208,16 +233,19 @@ def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramC
     full = _cache_shapes(workload, r, p + c, mesh, dtype)
     before_last = _cache_shapes(workload, r, p + ends[max(len(ends) - 2, 0)], mesh, dtype)
     sds = jax.ShapeDtypeStruct
+    # keep_unused: the state is an argument of every program (it stays in HBM while sampling)
+    # even where only the parameters are read; jit would otherwise drop the optimizer state.
+    jit = functools.partial(jax.jit, keep_unused=True)
     programs = [
-        compile_program("rollout prefill", jax.jit(prefill_rows), state,
+        compile_program("rollout prefill", jit(prefill_rows), state,
                         sds((b, p), jnp.int32, sharding=prompt),
                         sds((b, p), jnp.bool_, sharding=prompt)),
-        compile_program("rollout decode step", jax.jit(decode, donate_argnums=(1,)), state,
+        compile_program("rollout decode step", jit(decode, donate_argnums=(1,)), state,
                         full, sds((r,), jnp.int32, sharding=rows),
                         sds((), jnp.int32, sharding=scalar), sds((r,), jnp.int32, sharding=rows)),
     ]  # fmt: skip
     if len(ends) > 1:
-        growth = compile_program("rollout cache growth", jax.jit(grow), state, before_last)
+        growth = compile_program("rollout cache growth", jit(grow), state, before_last)
         programs.insert(1, growth)
     return tuple(programs)
 
@@ -240,35 +268,25 @@ def plan_run(workload: Workload, run: RunConfig, devices) -> Plan:
             programs.extend(compile_some())
         except OutOfMemory as e:  # the other programs still say how far off the plan is
             refused.append(str(e))
-    by_name = {p.name: p for p in programs}
-    update = by_name.get("update")
-    update_flops = update.flops * workload.micro_batches if update else 0.0
-    update_bytes = update.bytes_accessed * workload.micro_batches if update else 0.0
-    pre, step = by_name.get("rollout prefill"), by_name.get("rollout decode step")
-    c = workload.completion_slots
-    rollout_flops = (pre.flops + c * step.flops) if pre and step else 0.0
-    rollout_seconds = (
-        roofline(pre.flops, pre.bytes_accessed, chip)
-        + c * roofline(step.flops, step.bytes_accessed, chip)
-        if pre and step else 0.0
-    )  # fmt: skip
     return Plan(
         chip=chip,
         devices=len(devices),
         mesh=dict(mesh.shape),
+        micro_batches=workload.micro_batches,
+        completion_slots=workload.completion_slots,
         param_bytes=shard_bytes(state.params),
         optimizer_bytes=shard_bytes(state.opt_state),
         programs=tuple(programs),
-        update_flops=update_flops,
-        rollout_flops=rollout_flops,
-        update_seconds=roofline(update_flops, update_bytes, chip),
-        rollout_seconds=rollout_seconds,
         refused="; ".join(refused) or None,
     )
 
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.1f} s" if t >= 1 else f"{1e3 * t:.2f} ms"
 
 
 def format_plan(plan: Plan) -> str:
@@ -291,13 +309,14 @@ def format_plan(plan: Plan) -> str:
     if plan.refused:
         lines.append(f"  refused                 {plan.refused}")
         return "\n".join(lines)
+    update, rollout = plan.update_seconds(), plan.rollout_seconds()
     lines += [
         f"  peak                    {_gib(plan.peak_bytes)} of {_gib(chip.hbm_bytes)} "
         f"HBM, headroom {100 * plan.headroom:.1f}%",
-        f"  FLOPs per step          update {plan.update_flops:.3g}, "
-        f"rollout {plan.rollout_flops:.3g}",
-        f"  roofline step time      {plan.update_seconds + plan.rollout_seconds:.1f} s "
-        f"(update {plan.update_seconds:.1f} s, rollout {plan.rollout_seconds:.1f} s)",
+        f"  FLOPs per step          update {plan.update_cost()[0]:.3g}, "
+        f"rollout {plan.rollout_flops():.3g}",
+        f"  roofline step time      {_seconds(update + rollout)} "
+        f"(update {_seconds(update)}, rollout {_seconds(rollout)})",
     ]
     return "\n".join(lines)
 
