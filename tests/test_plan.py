@@ -5,6 +5,8 @@ JAX stays on the CPU (conftest's JAX_PLATFORMS=cpu). Each compile is of the tiny
 with short prompts, a few seconds each.
 """
 
+import importlib.util
+import os
 import re
 
 import pytest
@@ -18,12 +20,17 @@ SMOKE = f"--config={REPO / 'configs' / 'smoke.py'}"
 PEAK = re.compile(r"peak\s+([\d.]+) (MiB|GiB) of ([\d.]+) GiB HBM")
 
 
-def _needs_libtpu():
-    pytest.importorskip("libtpu", reason="libtpu (pip install 'corea-jax[test]') describes TPUs")
+@pytest.fixture
+def libtpu(monkeypatch):
+    """libtpu importable: installed (the test extra), or in the directory $COREA_LIBTPU_PATH."""
+    extra = os.environ.get("COREA_LIBTPU_PATH")
+    if extra:
+        monkeypatch.syspath_prepend(extra)
+    if importlib.util.find_spec("libtpu") is None:
+        pytest.skip("libtpu not importable (pip install 'corea-jax[test]', or COREA_LIBTPU_PATH)")
 
 
-def test_smoke_config_fits_a_v5e_slice_with_positive_memory_below_hbm(capsys):
-    _needs_libtpu()
+def test_smoke_config_fits_a_v5e_slice_with_positive_memory_below_hbm(libtpu, capsys):
     status = main(["plan", SMOKE, "--topology=v5e:2x2", "--prompt-tokens=16"])
     out = capsys.readouterr().out
     assert status == 0, out
@@ -38,8 +45,7 @@ def test_smoke_config_fits_a_v5e_slice_with_positive_memory_below_hbm(capsys):
     assert "fits on v5e:2x2" in out
 
 
-def test_an_oversized_config_does_not_fit_and_says_why_in_one_line(capsys):
-    _needs_libtpu()
+def test_an_oversized_config_does_not_fit_and_says_why_in_one_line(libtpu, capsys):
     # 2 layers of width 32768 and SwiGLU width 131072: 26 G float32 parameters, about 26 GiB per
     # chip of a 4-chip v5e slice before the optimizer, against 15.75 GiB of HBM.
     status = main([

@@ -61,8 +61,13 @@ CHIPS: dict[str, Chip] = {  # keyed by the start of `device.device_kind`
     "NVIDIA A100": Chip("NVIDIA A100", 80e9, 312e12, 2.04e12),
 }
 
-# libtpu reads these at start-up and warns, on a host without TPUs, when they are missing.
-TPU_QUIET_ENV = {"TPU_ACCELERATOR_TYPE": "v5litepod-4", "TPU_WORKER_HOSTNAMES": "localhost"}
+# libtpu reads these at start-up and warns, on a host without TPUs, when they are missing; and
+# it refuses to load in a second process (a test, another plan) unless told it may.
+TPU_QUIET_ENV = {
+    "TPU_ACCELERATOR_TYPE": "v5litepod-4",
+    "TPU_WORKER_HOSTNAMES": "localhost",
+    "ALLOW_MULTIPLE_LIBTPU_LOAD": "1",
+}
 TPU_GENERATIONS = ("v4", "v5e", "v5p", "v6e")
 # v4 and v5p chips have two TensorCores; "megacore" makes each chip one JAX device.
 _MEGACORE = ("v4", "v5p")
