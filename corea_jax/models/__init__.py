@@ -2,6 +2,7 @@
 
 from corea_jax.errors import CoreaError
 from corea_jax.models import llama3, qwen2
+from corea_jax.models.compute import ComputeConfig
 from corea_jax.models.config import ModelConfig, RopeScaling
 from corea_jax.models.loading import (
     abstract_model,
@@ -10,6 +11,7 @@ from corea_jax.models.loading import (
     param_shardings,
     save_model,
 )
+from corea_jax.models.logprobs import chunked_token_logprobs, token_entropy
 from corea_jax.models.tokenizer import load_tokenizer, render_chat
 from corea_jax.models.transformer import (
     CausalLM,
@@ -37,12 +39,14 @@ __all__ = [
     "PRESETS",
     "PUBLISHED_NUM_PARAMS",
     "CausalLM",
+    "ComputeConfig",
     "LayerCache",
     "ModelConfig",
     "RopeScaling",
     "abstract_model",
     "causal_mask",
     "checkpoint_tensors",
+    "chunked_token_logprobs",
     "init_cache",
     "load_model",
     "load_tokenizer",
@@ -51,4 +55,5 @@ __all__ = [
     "preset",
     "render_chat",
     "save_model",
+    "token_entropy",
 ]

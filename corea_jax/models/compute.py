@@ -12,7 +12,8 @@ rematerialised (it is never differentiated).
                layer's input.
     attention  "auto" | "xla" | "dot_product_attention" | "splash" (`corea_jax.models.attention`).
                "auto" picks by the platform of `mesh` (or JAX's default backend): gpu ->
-               dot_product_attention (cuDNN), tpu -> splash, otherwise xla. The fused kernels
+               dot_product_attention (cuDNN for bf16/fp16 inputs; its XLA reference for
+               float32, which cuDNN does not take), tpu -> splash, otherwise xla. The fused kernels
                need the [B, T] `valid` mask, not a [B, T, S] one (`CausalLM.hidden_states`).
     mesh       The mesh splash runs its `shard_map` over (rows over the batch axes of `rules`,
                heads over "tensor"); None runs it on one device.
@@ -24,6 +25,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from corea_jax.errors import CoreaError
@@ -76,10 +78,14 @@ class ComputeConfig:
         if name == "xla":
             return None
         if name == "dot_product_attention":
-            implementation = "cudnn" if self.platform == "gpu" else "xla"
-            return lambda q, k, v, valid: kernels.dot_product_attention(
-                q, k, v, valid, implementation
-            )
+            gpu = self.platform == "gpu"
+
+            def attend(q, k, v, valid):
+                # cuDNN's flash attention takes 16-bit inputs only; float32 runs the reference.
+                cudnn = gpu and q.dtype in (jnp.bfloat16, jnp.float16)
+                return kernels.dot_product_attention(q, k, v, valid, "cudnn" if cudnn else "xla")
+
+            return attend
         return lambda q, k, v, valid: kernels.splash_attention(
             q, k, v, valid, self.mesh, rules=self.rules
         )
