@@ -161,7 +161,7 @@ def main() -> int:
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
     p.add_argument("--requests-per-client", type=int, default=6)
     p.add_argument("--min-requests", type=int, default=32)
-    p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--max-tokens", type=int, default=80)
     p.add_argument(
         "--client",
         choices=sorted(CLIENTS),

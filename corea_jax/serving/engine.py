@@ -17,7 +17,8 @@ while serving. Rows are allocated lowest-first, so the live width stays small at
 
 [open] defaults (all `EngineConfig` fields): 32 rows, 8-step segments, powers-of-two row
 buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a cache of
-P_max + N_max + max(4 x segment, (P_max + N_max) / 2) slots, 5 ms bounded wait.
+P_max + N_max + 4 x segment slots (every decode step reads them all; a shift, one copy of
+the cache, runs at most every other segment), 5 ms bounded wait.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class EngineConfig:
                     f"max_prompt_tokens + max_new_tokens + 4 x segment = {span + 4 * self.segment}"
                 )
             return self.cache_slots
-        return span + max(4 * self.segment, span // 2)
+        return span + 4 * self.segment
 
 
 @dataclasses.dataclass
@@ -153,7 +154,8 @@ class Engine:
     ):
         self.config = config
         self.model_config = model.config
-        self.graphdef, self.params = nnx.split(model)
+        graphdef, self.params = nnx.split(model)
+        self.graph = kernels.Graph(graphdef)
         self.decode_text = decode_text
         self.eos_ids = tuple(sorted({int(i) for i in eos_ids}))
         self.on_segment = on_segment
@@ -238,7 +240,7 @@ class Engine:
                 self._note_shape(("admit", a, p))
                 slots = np.arange(a, dtype=np.int32)
                 self._rows_state = kernels.admit(
-                    self.graphdef, self.params, self._rows_state, tokens, valid, slots,
+                    self.graph, self.params, self._rows_state, tokens, valid, slots,
                     np.zeros((a,), bool), jnp.int32(self._t),
                 )  # fmt: skip
         for width in self._buckets:
@@ -310,7 +312,7 @@ class Engine:
                 slots[i] = next(spare)
         self._note_shape(("admit", a, p))
         self._rows_state = kernels.admit(
-            self.graphdef, self.params, self._rows_state, tokens, valid, slots, write,
+            self.graph, self.params, self._rows_state, tokens, valid, slots, write,
             jnp.int32(self._t),
         )  # fmt: skip
         live_after = len(self._live) + width
@@ -342,7 +344,7 @@ class Engine:
             budget[0] = 1
         self._note_shape(("decode", width))
         out = kernels.decode(
-            self.graphdef, self.params, self._rows_state, jnp.int32(self._t), temperature,
+            self.graph, self.params, self._rows_state, jnp.int32(self._t), temperature,
             top_p, seeds, counts, budget,
             width=width, steps=self.config.segment, eos_ids=self.eos_ids,
         )  # fmt: skip
