@@ -30,9 +30,10 @@ def _batch(vocab: int):
 
 
 def _unchunked(model, hidden, targets):
+    """Today's update: `rl.grpo.token_logprobs` (= the sampler's) and `rl.grpo.token_entropy`."""
     logits = model.logits(hidden)
-    entropy = -jnp.sum(jax.nn.softmax(logits) * jax.nn.log_softmax(logits), axis=-1)
-    return token_logprobs(logits, targets), entropy
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return token_logprobs(logits, targets), -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
 def _completion(params, graphdef, tokens, valid, chunk):
@@ -71,6 +72,15 @@ def test_chunked_logprobs_match_unchunked_values_and_gradients(family, chunk):
         np.testing.assert_allclose(
             g, w, atol=GRAD_RTOL * float(jnp.max(jnp.abs(w))), err_msg=str(path)
         )
+
+
+def test_chunk_zero_is_the_unchunked_computation_bit_for_bit():
+    graphdef, params = nnx.split(CausalLM(TINY["qwen2"], rngs=nnx.Rngs(0)))
+    tokens, valid = _batch(TINY["qwen2"].vocab_size)
+    want = _completion(params, graphdef, tokens, valid, None)
+    got = _completion(params, graphdef, tokens, valid, 0)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
 
 
 def _avals(jaxpr):

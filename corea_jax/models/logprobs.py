@@ -33,8 +33,11 @@ def chunked_token_logprobs(
 
     `model` is a `CausalLM` (its `logits`: the LM head, float32 out). C need not divide by
     `chunk`: the last chunk is padded with slots that are cut off again. `chunk >= C` is one
-    chunk (the unchunked computation, still rematerialised).
+    chunk (still rematerialised); `chunk <= 0` is the plain unchunked computation, op for op.
     """
+    if chunk <= 0:
+        logits = model.logits(hidden)
+        return token_logprobs(logits, targets), token_entropy(logits)
     r, c, d = hidden.shape
     chunk = max(1, min(chunk, c))
     n = -(-c // chunk)
