@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from corea_jax.errors import CoreaError
+from corea_jax.sampling.methods import token_logprobs  # noqa: F401  re-exported; its one home
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +75,6 @@ AGGREGATIONS: dict[str, Callable] = {
 def loss_weights(mask: jax.Array, config: LossConfig) -> jax.Array:
     """mask [R, C] (1 on completion tokens) -> aggregation weights [R, C], summing to <= 1."""
     return AGGREGATIONS[config.aggregation](mask.astype(jnp.float32), config)
-
-
-from corea_jax.sampling.methods import token_logprobs  # noqa: E402, F401  (its one home)
 
 
 def token_entropy(logits: jax.Array) -> jax.Array:
