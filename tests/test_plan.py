@@ -77,3 +77,10 @@ def test_a_malformed_topology_name_is_one_error_naming_it(name):
 def test_topology_names_parse_to_generation_and_chip_grid():
     assert parse_topology("v5p:2x2x4") == ("v5p", (2, 2, 4))
     assert parse_topology("v6e:4x8") == ("v6e", (4, 8))
+
+
+def test_local_topology_on_a_cpu_host_is_one_error_without_chip_figures(capsys):
+    status = main(["plan", SMOKE, "--topology=local", "--prompt-tokens=16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0
+    assert len(err) == 1 and "no chip figures for device kind 'cpu'" in err[0]
