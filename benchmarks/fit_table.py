@@ -31,7 +31,7 @@ import jax
 from corea_jax.cli.config import load_config
 from corea_jax.cli.plan import workload_from_config
 from corea_jax.parallel.aot import CHIPS, Chip, ProgramCost, parse_topology, topology_devices
-from corea_jax.parallel.plan import Plan, plan_run
+from corea_jax.parallel.plan import PARTS, Plan, plan_run
 
 RESULTS = Path(__file__).parent / "results" / "fit" / "plans.jsonl"
 GENERATIONS = {"v4": "TPU v4", "v5e": "TPU v5e", "v5p": "TPU v5p", "v6e": "TPU v6e"}
@@ -45,26 +45,26 @@ def commit() -> str:
 
 
 def measure(config_spec: str, overrides: list[str], topologies: list[str], prompt_tokens: int,
-            results: Path = RESULTS):  # fmt: skip
+            parts: tuple[str, ...] = PARTS, results: Path = RESULTS):  # fmt: skip
+    """Appends one record per (topology, part): the plan of that part alone."""
     config = load_config(config_spec, overrides)
     workload, run = workload_from_config(config, prompt_tokens)
     results.parent.mkdir(parents=True, exist_ok=True)
     for topology in topologies:
-        t0 = time.perf_counter()
-        plan = plan_run(workload, run, topology_devices(topology))
-        record = {
-            "commit": commit(),
-            "config": config_spec,
-            "overrides": overrides,
-            "prompt_tokens": prompt_tokens,
-            "topology": topology,
-            "seconds": time.perf_counter() - t0,
-            "plan": dataclasses.asdict(plan),
-        }
-        with results.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        peak = plan.peak_bytes / GIB
-        print(f"{config_spec} {topology}: peak {peak:.2f} GiB, refused={plan.refused}", flush=True)
+        for part in parts:
+            t0 = time.perf_counter()
+            plan = plan_run(workload, run, topology_devices(topology), parts=(part,))
+            record = {
+                "commit": commit(), "config": config_spec, "overrides": overrides,
+                "prompt_tokens": prompt_tokens, "topology": topology, "part": part,
+                "seconds": time.perf_counter() - t0, "plan": dataclasses.asdict(plan),
+            }  # fmt: skip
+            with results.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            peak = plan.peak_bytes / GIB
+            seconds = time.perf_counter() - t0
+            print(f"{config_spec} {topology} {part}: peak {peak:.2f} GiB, {seconds:.0f} s, "
+                  f"refused={plan.refused}", flush=True)  # fmt: skip
 
 
 def load_plan(d: dict) -> Plan:
@@ -73,23 +73,48 @@ def load_plan(d: dict) -> Plan:
     return Plan(**fields)
 
 
-def command(record: dict) -> str:
-    words = ["corea-jax plan", f"--config={record['config']}", f"--topology={record['topology']}"]
-    return " ".join(words + record["overrides"])
+# A slice of each generation by its number of chips (v4 and v5p: 3-D tori; v5e, v6e: 2-D).
+_GRIDS = {4: ("2x2x1", "2x2"), 8: ("2x2x2", "2x4"), 16: ("2x2x4", "4x4"), 32: ("2x4x4", "4x8"),
+          64: ("4x4x4", "8x8"), 128: ("4x4x8", "8x16"), 256: ("4x8x8", "16x16")}  # fmt: skip
 
 
-def pick(records: list[dict], generation: str, min_headroom: float) -> tuple[dict, Plan] | None:
-    """The smallest slice (chips) on which a config fits on `generation`, from `records`."""
+def slice_name(generation: str, chips: int) -> str:
+    return f"{generation}:{_GRIDS[chips][generation in ('v5e', 'v6e')]}"
+
+
+def command(config: str, overrides: list[str], topology: str) -> str:
+    return " ".join(["corea-jax plan", f"--config={config}", f"--topology={topology}", *overrides])
+
+
+def merged(records: list[dict]) -> tuple[Plan, str] | None:
+    """The latest update and rollout records of one slice as one Plan, and their commits."""
+    latest = {r["part"]: r for r in records}
+    if set(latest) != set(PARTS):
+        return None
+    plans = [load_plan(latest[part]["plan"]) for part in PARTS]
+    refused = "; ".join(p.refused for p in plans if p.refused) or None
+    plan = dataclasses.replace(
+        plans[0], programs=sum((p.programs for p in plans), ()), refused=refused
+    )
+    commits = sorted({latest[part]["commit"] for part in PARTS})
+    return plan, "/".join(commits)
+
+
+def pick(records: list[dict], generation: str, min_headroom: float):
+    """(topology, plan, commits) of the smallest slice on which a config fits on `generation`:
+    its own measurement, or one of another generation with as many chips."""
     chip = CHIPS[GENERATIONS[generation]]
-    by_size: dict[int, list[dict]] = {}
-    for r in records:
-        by_size.setdefault(r["plan"]["devices"], []).append(r)
+    topologies = list(dict.fromkeys(r["topology"] for r in records))
+    by_size: dict[int, list[tuple[str, Plan, str]]] = {}
+    for topology in topologies:
+        found = merged([r for r in records if r["topology"] == topology])
+        if found is not None:
+            by_size.setdefault(found[0].devices, []).append((topology, *found))
     for size in sorted(by_size):
-        own = [r for r in by_size[size] if parse_topology(r["topology"])[0] == generation]
-        record = (own or by_size[size])[-1]  # the latest measurement, own generation first
-        plan = load_plan(record["plan"])
+        own = [m for m in by_size[size] if parse_topology(m[0])[0] == generation]
+        topology, plan, commits = (own or by_size[size])[-1]
         if not plan.refused and plan.peak_bytes <= (1 - min_headroom) * chip.hbm_bytes:
-            return record, plan
+            return topology, plan, commits
     return None
 
 
@@ -98,27 +123,33 @@ def table(min_headroom: float, results: Path = RESULTS) -> str:
     configs = list(dict.fromkeys(r["config"] for r in records))
     lines = [
         "| config | TPU | smallest slice (chips) | per device: peak of HBM (headroom) | "
-        "state (params + optimizer) | roofline step (update + rollout) | compiled at |",
-        "|---|---|---|---|---|---|---|",
+        "params + optimizer | roofline step (update + rollout) | compiled on, commit | command |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for config in configs:
+        mine = [r for r in records if r["config"] == config]
         for generation in GENERATIONS:
             chip = CHIPS[GENERATIONS[generation]]
-            found = pick([r for r in records if r["config"] == config], generation, min_headroom)
+            found = pick(mine, generation, min_headroom)
             if found is None:
-                sizes = sorted({r["plan"]["devices"] for r in records if r["config"] == config})
-                lines.append(f"| {config} | {generation} | none up to {max(sizes)} chips "
-                             "measured | | | | |")  # fmt: skip
+                sizes = sorted({r["plan"]["devices"] for r in mine})
+                lines.append(f"| {config} | {generation} | none of {sizes} chips | | | | | |")
                 continue
-            record, plan = found
+            topology, plan, commits = found
             update, rollout = plan.update_seconds(chip), plan.rollout_seconds(chip)
             state = (plan.param_bytes + plan.optimizer_bytes) / GIB
+            extra = mine[-1]["overrides"] + (
+                []
+                if mine[-1]["prompt_tokens"] == 256
+                else [f"--prompt-tokens={mine[-1]['prompt_tokens']}"]
+            )
+            again = command(config, extra, slice_name(generation, plan.devices))
             lines.append(
-                f"| {config} | {generation} | {record['topology']} ({plan.devices}) | "
+                f"| {config} | {generation} | {plan.devices} chips | "
                 f"{plan.peak_bytes / GIB:.1f} of {chip.hbm_bytes / GIB:.1f} GiB "
                 f"({100 * (1 - plan.peak_bytes / chip.hbm_bytes):.0f}%) | {state:.1f} GiB | "
-                f"{update + rollout:.0f} s ({update:.0f} + {rollout:.0f}) | "
-                f"{record['commit']}: `{command(record)}` |"
+                f"{update + rollout:.0f} s ({update:.0f} + {rollout:.0f}) | {topology}, {commits} "
+                f"| `{again}` |"
             )
     return "\n".join(lines)
 
@@ -130,6 +161,7 @@ def main(argv=None):
     m.add_argument("--config", required=True)
     m.add_argument("--topology", action="append", required=True)
     m.add_argument("--prompt-tokens", type=int, default=256)
+    m.add_argument("--parts", default=",".join(PARTS), help="update,rollout or one of them")
     t = sub.add_parser("table")
     t.add_argument("--min-headroom", type=float, default=0.10)
     for p in (m, t):
@@ -138,7 +170,8 @@ def main(argv=None):
     if not os.environ.get("JAX_PLATFORMS"):  # compile for TPU slices; never probe for a TPU here
         jax.config.update("jax_platforms", "cpu")
     if args.what == "measure":
-        measure(args.config, overrides, args.topology, args.prompt_tokens, args.results)
+        parts = tuple(args.parts.split(","))
+        measure(args.config, overrides, args.topology, args.prompt_tokens, parts, args.results)
     else:
         print(table(args.min_headroom, args.results))
 

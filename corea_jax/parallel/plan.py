@@ -250,8 +250,12 @@ def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramC
     return tuple(programs)
 
 
-def plan_run(workload: Workload, run: RunConfig, devices) -> Plan:
-    """Compiles the update and the rollout of `workload` for `devices` and sums them up.
+PARTS = ("update", "rollout")
+
+
+def plan_run(workload: Workload, run: RunConfig, devices, parts: tuple[str, ...] = PARTS) -> Plan:
+    """Compiles the update and the rollout (or only the `parts` named) of `workload` for
+    `devices` and sums them up.
 
     A program the compiler refuses for size is left out and `refused` holds why (the rollout is
     compiled even when the update is refused)."""
@@ -260,10 +264,13 @@ def plan_run(workload: Workload, run: RunConfig, devices) -> Plan:
     graphdef, state, state_shardings, optimizer = abstract_state(workload, run, mesh)
     programs: list[ProgramCost] = []
     refused: list[str] = []
-    for compile_some in (
-        lambda: [compile_update(workload, run, mesh, graphdef, state, state_shardings, optimizer)],
-        lambda: compile_rollout(workload, mesh, graphdef, state),
-    ):
+    compilers = {
+        "update": lambda: [
+            compile_update(workload, run, mesh, graphdef, state, state_shardings, optimizer)
+        ],
+        "rollout": lambda: compile_rollout(workload, mesh, graphdef, state),
+    }
+    for compile_some in (compilers[part] for part in parts):
         try:
             programs.extend(compile_some())
         except OutOfMemory as e:  # the other programs still say how far off the plan is
