@@ -84,3 +84,23 @@ def test_local_topology_on_a_cpu_host_is_one_error_without_chip_figures(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert status != 0
     assert len(err) == 1 and "no chip figures for device kind 'cpu'" in err[0]
+
+
+def test_state_bytes_per_device_are_the_parameter_count_on_one_device_and_shrink_with_fsdp():
+    import jax
+
+    from corea_jax.cli.config import load_config
+    from corea_jax.cli.plan import workload_from_config
+    from corea_jax.parallel.plan import abstract_state, shard_bytes
+    from corea_jax.parallel.sharding import make_mesh
+
+    workload, run = workload_from_config(load_config(SMOKE.split("=", 1)[1]), prompt_tokens=16)
+    per_device = {}
+    for n in (1, 4):
+        mesh = make_mesh((1, -1, 1), jax.devices()[:n])
+        _, state, _, _ = abstract_state(workload, run, mesh)
+        per_device[n] = shard_bytes(state.params), shard_bytes(state.opt_state)
+    params, optimizer = per_device[1]
+    assert params == 4 * workload.model.num_params()  # float32, nothing allocated
+    assert optimizer >= 2 * params  # AdamW's two moments
+    assert per_device[4][0] < params / 2 and per_device[4][1] < optimizer / 2
