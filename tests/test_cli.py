@@ -120,3 +120,13 @@ def test_cli_key_value_pair_and_unknown_argument(tmp_path, capsys):
     assert code == 2 and "train.stepz" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         cli.main(["train", "--config=configs/smoke.py", "--bogus", f"--workdir={tmp_path}"])
+
+
+def test_package_exports_resolve_lazily():
+    """Every name `corea_jax` exports resolves, and importing the package loads no JAX."""
+    code = (
+        "import sys, corea_jax; assert 'jax' not in sys.modules, 'jax imported eagerly'; "
+        "[getattr(corea_jax, n) for n in corea_jax.__all__]; print(len(corea_jax.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) >= 10
