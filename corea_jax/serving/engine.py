@@ -163,8 +163,11 @@ class Engine:
         self._prompt_buckets = config.prompt_bucket_list()
         self._slots = config.slots()
         self._p_max = self._prompt_buckets[-1]
-        self._rows_state = kernels.init_rows(
-            model.config, config.rows, self._slots, jnp.dtype(config.dtype)
+        # Committed to the device like every kernel output, so the first call of each kernel
+        # has the signature of all later ones (an uncommitted input compiles it a second time).
+        self._rows_state = jax.device_put(
+            kernels.init_rows(model.config, config.rows, self._slots, jnp.dtype(config.dtype)),
+            jax.local_devices()[0],
         )
         self._t = self._p_max
         self._live: dict[int, _Row] = {}
