@@ -27,10 +27,11 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from corea_jax.models import ModelConfig, param_shardings, preset
+from corea_jax.models import params as param_table
 from corea_jax.models.compute import ComputeConfig
 from corea_jax.models.rope import inverse_frequencies, rope_tables
 from corea_jax.models.transformer import CausalLM, DecoderLayer, causal_mask, positions_from_mask
-from corea_jax.parallel.sharding import make_mesh
+from corea_jax.parallel.sharding import make_mesh, named_sharding
 
 SMALL = ModelConfig(
     family="qwen2",
@@ -99,9 +100,20 @@ def _variants(cfg: ModelConfig, dtype, compute, abstract: bool):
         "scanned": (
             scanned_loss(shell_graphdef, layer_graphdef, cfg, compute),
             (shell_params, stacked),
-            None,
+            shell,
         ),
     }
+
+
+def _stacked_shardings(shell, stacked, mesh):
+    """The scanned variant's shardings: the shell's as usual, each stacked layer parameter as
+    its unstacked self (the table in `models.params`) with the layer axis unsharded."""
+
+    def one(path, leaf):
+        names = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+        return named_sharding(mesh, (None, *param_table.logical_axes(names)), leaf.shape)
+
+    return param_shardings(shell, mesh), jax.tree_util.tree_map_with_path(one, stacked)
 
 
 def main():
@@ -113,6 +125,7 @@ def main():
     parser.add_argument("--remat", default="none")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--topology", default=None, help="TPU topology for an AOT compile")
+    parser.add_argument("--only", choices=("unrolled", "scanned"), default=None)
     args = parser.parse_args()
 
     cfg = preset(args.preset) if args.preset else SMALL
@@ -130,15 +143,16 @@ def main():
     else:
         mesh = make_mesh((1, 1, 1), jax.devices()[:1])
     rows = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-    replicated = NamedSharding(mesh, PartitionSpec())
     abstract = args.topology is not None
     print(f"{cfg.num_layers} layers, D={cfg.hidden_size}, rows {r} x {t} slots, {args.dtype},")
     print(f"remat {args.remat}, {len(mesh.devices.flat)} {mesh.devices.flat[0].platform} devices")
     for name, (loss, params, model) in _variants(cfg, dtype, compute, abstract).items():
-        if model is not None:
+        if args.only not in (None, name):
+            continue
+        if name == "unrolled":
             shardings = param_shardings(model, mesh)
-        else:  # the scanned layers: replicated here (the comparison is compile time)
-            shardings = jax.tree.map(lambda _: replicated, params)
+        else:
+            shardings = _stacked_shardings(model, params[1], mesh)
         tokens = jnp.ones((r, t), jnp.int32)
         valid = jnp.ones((r, t), bool)
         if abstract:
