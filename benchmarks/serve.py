@@ -59,10 +59,10 @@ def batch_histogram(metrics: str) -> tuple[float, float]:
     return float(total.group(1)), float(count.group(1))
 
 
-def start_server(workdir: str, port: int) -> subprocess.Popen:
+def start_server(workdir: str, port: int, overrides=()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "corea_jax", "serve",
            f"--config={REPO}/configs/serve.py:demo,{workdir}", "--port", str(port),
-           "--config.server.log_level=warning"]  # fmt: skip
+           "--config.server.log_level=warning", *(f"--config.{o}" for o in overrides)]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     start, base = time.monotonic(), f"http://127.0.0.1:{port}"
     while True:
@@ -162,6 +162,13 @@ def main() -> int:
     p.add_argument("--requests-per-client", type=int, default=6)
     p.add_argument("--min-requests", type=int, default=48)
     p.add_argument("--rounds", type=int, default=2, help="each level's best round is reported")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server config overrides, e.g. engine.segment=32",
+    )
     p.add_argument("--max-tokens", type=int, default=80)
     p.add_argument(
         "--client",
@@ -175,7 +182,7 @@ def main() -> int:
                          f"{args.workdir}")  # fmt: skip
     questions = synthetic.make_split(synthetic.SyntheticTask(), "test", 400)
     port = free_port()
-    proc = start_server(args.workdir, port)
+    proc = start_server(args.workdir, port, args.set)
     base = f"http://127.0.0.1:{port}"
     rounds = []
     try:
