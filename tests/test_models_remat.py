@@ -88,3 +88,23 @@ def test_cached_forward_ignores_remat():
     got = model(tokens, positions, mask, cache, 0, compute=ComputeConfig(remat="full"))
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize(
+    "remat, attention", [("none", "xla"), ("full", "xla"), ("save_dots", "dot_product_attention")]
+)
+def test_scanned_layers_give_the_same_loss_and_gradients(remat, attention):
+    """`scan_layers`: one `lax.scan` over stacked layer parameters, same function."""
+    graphdef, params = nnx.split(CausalLM(TINY["llama"], rngs=nnx.Rngs(0)))
+    tokens, valid = _rows(TINY["llama"].vocab_size)
+    plain = ComputeConfig(remat=remat, attention=attention)
+    scanned = ComputeConfig(remat=remat, attention=attention, scan_layers=True)
+    want_loss, want = _value_and_grad(params, graphdef, tokens, valid, plain)
+    got_loss, got = _value_and_grad(params, graphdef, tokens, valid, scanned)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+    for (path, g), w in zip(
+        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True
+    ):
+        np.testing.assert_allclose(
+            g, w, atol=GRAD_RTOL * float(jnp.max(jnp.abs(w))), err_msg=str(path)
+        )

@@ -15,6 +15,9 @@ rematerialised (it is never differentiated).
                dot_product_attention (cuDNN for bf16/fp16 inputs; its XLA reference for
                float32, which cuDNN does not take), tpu -> splash, otherwise xla. The fused kernels
                need the [B, T] `valid` mask, not a [B, T, S] one (`CausalLM.hidden_states`).
+    scan_layers  Run the layers as one `lax.scan` over their parameters stacked inside the
+               update (`CausalLM._scan_layers`): about half the compile time at 28 layers
+               (benchmarks/compile_time.py) for one extra copy of the layer weights.
     mesh       The mesh splash runs its `shard_map` over (rows over the batch axes of `rules`,
                heads over "tensor"); None runs it on one device.
 """
@@ -51,6 +54,7 @@ AttentionFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 class ComputeConfig:
     remat: str = "none"
     attention: str = "auto"
+    scan_layers: bool = False
     mesh: Mesh | None = None
     rules: Rules = DEFAULT_RULES
 

@@ -249,11 +249,29 @@ class CausalLM(nnx.Module):
             return layer(x, rope, mask, None, 0, attend)[0]
 
         policy = compute.remat_policy()
-        if policy is not None:
-            apply = nnx.remat(apply, policy=policy)
-        for layer in self.model.layers:
-            x = apply(layer, x, rope, mask)
+        if compute.scan_layers:
+            x = self._scan_layers(x, rope, mask, apply, policy)
+        else:
+            if policy is not None:
+                apply = nnx.remat(apply, policy=policy)
+            for layer in self.model.layers:
+                x = apply(layer, x, rope, mask)
         return self.model.norm(x), None
+
+    def _scan_layers(self, x, rope, mask, apply, policy):
+        """The layer stack as one `lax.scan` over parameters stacked here, [L, ...] per leaf:
+        XLA compiles one layer instead of L (the stored parameters keep their HF layout; the
+        stacked copy costs one extra set of layer weights during the update)."""
+        graphdef, _ = nnx.split(self.model.layers[0])
+        states = [nnx.state(layer) for layer in self.model.layers]
+        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+        def step(x, state):
+            return apply(nnx.merge(graphdef, state), x, rope, mask), None
+
+        if policy is not None:
+            step = jax.checkpoint(step, policy=policy)
+        return jax.lax.scan(step, x, stacked)[0]
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 logits [..., V]."""
