@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 import ml_collections
+from ml_collections import config_dict
 
 from corea_jax.cascade.settings import (
     CascadeConfig,
@@ -61,6 +62,7 @@ def eval_config(datasets) -> ml_collections.ConfigDict:
     # corea_jax.cascade.DEFAULT_PRICES (assumed 2025 serverless list prices).
     c.prices = CascadeConfig.prices
     c.tau = dataclasses.asdict(TauConfig())
+    c.tau.fixed = config_dict.placeholder(float)  # None = sweep; typed so --config.tau.fixed=0.7
     c.report = dataclasses.asdict(ReportConfig())
     c.grading = dataclasses.asdict(GraderConfig())
     return c

@@ -21,6 +21,9 @@ step 1 alone; `run` is all of it, as compute then render:
    on the calibration split by each rule of `tau.rules` and reported on the test split with the
    sweep and the baselines. It returns a `CascadeResult`; `report.write_cascade` writes it.
 
+With `tau.fixed` set, steps 2-4 are replaced by `cascade.fixed`: the LLM is asked only for the
+questions whose confidence is below that tau, and the report says so.
+
 Outputs in DIR (each written to a temporary file or folder and renamed into place, so a failure
 leaves what was there intact): `questions.jsonl` (one row per question: SLM and LLM outputs,
 grades, tokens, costs, confidences, split), `summary.json`, `summary.csv` (test-split operating
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corea_jax.cascade import report
+from corea_jax.cascade import fixed, report
 from corea_jax.cascade.cache import redact_url
 from corea_jax.cascade.cost import Price
 from corea_jax.cascade.llm_answers import answer_with_llm
@@ -93,15 +96,18 @@ def llm_pass(cfg: CascadeConfig, workdir: Path, questions, grader, count_tokens)
     answers, stats = answer_with_llm(
         cfg.llm, questions, workdir / "llm_cache.sqlite", count_tokens, cfg.seed
     )
-    out = {}
-    for name, (records, _) in questions.items():
-        chunk = answers[name]
-        grades = score_answers(records, [a.text for a in chunk], cfg.output_format, grader)
-        fields = ("text", "prompt_tokens", "completion_tokens", "usage_source", "error")
-        out[name] = [
-            {f: getattr(a, f) for f in fields} | g for a, g in zip(chunk, grades, strict=True)
-        ]
+    out = {
+        name: scored_llm_rows(cfg, records, answers[name], grader)
+        for name, (records, _) in questions.items()
+    }
     return out, stats
+
+
+def scored_llm_rows(cfg: CascadeConfig, records, answers, grader) -> list[dict]:
+    """The LLM's `LLMResponse`s to `records` as rows: text, tokens, usage source, error, scores."""
+    grades = score_answers(records, [a.text for a in answers], cfg.output_format, grader)
+    fields = ("text", "prompt_tokens", "completion_tokens", "usage_source", "error")
+    return [{f: getattr(a, f) for f in fields} | g for a, g in zip(answers, grades, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +332,8 @@ def run(cfg: CascadeConfig, workdir) -> dict:
     prices.price(cfg.slm.price_name), prices.price(cfg.llm.model)  # fail before any work
     with cfg.grading.grader() as grader:
         slm, answerer = slm_pass(cfg, workdir, questions, grader)
+        if cfg.tau.fixed is not None:
+            return _run_fixed(cfg, workdir, questions, slm, answerer, grader)
         llm, llm_stats = llm_pass(cfg, workdir, questions, grader, answerer.count_tokens)
     header = {
         "model_dir": str(answerer.model_dir),
@@ -340,6 +348,34 @@ def run(cfg: CascadeConfig, workdir) -> dict:
     )
     print(f"wrote {workdir / 'report.md'}, summary.json, summary.csv, questions.jsonl")
     return result.summary
+
+
+def _run_fixed(cfg: CascadeConfig, workdir: Path, questions, slm, answerer, grader) -> dict:
+    """`tau.fixed` set: the LLM answers only the deferred questions (see `cascade.fixed`)."""
+    defer = fixed.deferred(cfg, slm)
+    subset, answers, stats = fixed.ask_deferred(
+        cfg, workdir, questions, defer, answerer.count_tokens
+    )
+    llm = {
+        name: scored_llm_rows(cfg, records, answers[name], grader)
+        for name, (records, _) in subset.items()
+    }
+    rows = fixed.fixed_rows(cfg, questions, slm, defer, llm)
+    header = {
+        "model_dir": str(answerer.model_dir),
+        "llm_calls": stats,
+        "slm_samples_drawn": answerer.samples_drawn,
+    }
+    summary = fixed.fixed_summary(cfg, rows, header)
+    fixed.write_fixed(workdir, rows, summary)
+    n_deferred = sum(r["deferred"] for r in rows)
+    print(
+        f"{len(rows)} questions at tau = {cfg.tau.fixed:g}: {n_deferred} deferred and sent to "
+        f"the LLM (calls this run: {stats['calls']}, cache hits {stats['cache_hits']}); SLM "
+        f"samples drawn: {answerer.samples_drawn}"
+    )
+    print(f"wrote {workdir / 'report.md'}, summary.json, summary.csv, questions.jsonl")
+    return summary
 
 
 def evaluate(cfg: CascadeConfig, workdir) -> dict:

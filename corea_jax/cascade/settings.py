@@ -87,9 +87,14 @@ class TauConfig:
     invalid_confidence: float = 0.0
     calibration_fraction: float = 0.5
     seed: int = 0
+    # A tau to apply, not to choose: the LLM is asked only for the questions it defers and no
+    # sweep runs (`cascade.fixed`). None: the sweep mode (every question to the LLM once).
+    fixed: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "rules", tuple(self.rules))
+        if self.fixed is not None and not np.isfinite(self.fixed):
+            raise CoreaError(f"tau.fixed={self.fixed}: must be a finite number")
         for rule in self.rules:
             if rule not in TAU_RULES:
                 known = sorted(TAU_RULES)
