@@ -1,4 +1,5 @@
-"""Per-layer rematerialisation: the same loss and gradients, less memory kept for the backward.
+"""Per-layer rematerialisation and scanned layers: the same loss and gradients, less memory kept
+for the backward.
 
 Tolerance, float32 on CPU: the loss within 1e-6 relative, each parameter gradient within 1e-5
 of its largest entry (remat recomputes the same operations; XLA may fuse them differently).

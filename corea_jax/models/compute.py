@@ -16,8 +16,10 @@ rematerialised (it is never differentiated).
                float32, which cuDNN does not take), tpu -> splash, otherwise xla. The fused kernels
                need the [B, T] `valid` mask, not a [B, T, S] one (`CausalLM.hidden_states`).
     scan_layers  Run the layers as one `lax.scan` over their parameters stacked inside the
-               update (`CausalLM._scan_layers`): about half the compile time at 28 layers
-               (benchmarks/compile_time.py) for one extra copy of the layer weights.
+               update (`CausalLM._scan_layers`): less than half the compile time at 28 layers,
+               but the stacked weights and their stacked gradients are two extra copies of
+               the (sharded) layer parameters per device; Qwen2.5-7B on 4 v5p chips: 9.5 GiB
+               of temporaries against 1.6 (benchmarks/compile_time.py). Off by default.
     mesh       The mesh splash runs its `shard_map` over (rows over the batch axes of `rules`,
                heads over "tensor"); None runs it on one device.
 """

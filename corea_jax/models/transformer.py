@@ -260,8 +260,8 @@ class CausalLM(nnx.Module):
 
     def _scan_layers(self, x, rope, mask, apply, policy):
         """The layer stack as one `lax.scan` over parameters stacked here, [L, ...] per leaf:
-        XLA compiles one layer instead of L (the stored parameters keep their HF layout; the
-        stacked copy costs one extra set of layer weights during the update)."""
+        XLA compiles one layer instead of L. The stored parameters keep their HF layout, so the
+        update holds a stacked copy of the layer weights and of their gradients besides."""
         graphdef, _ = nnx.split(self.model.layers[0])
         states = [nnx.state(layer) for layer in self.model.layers]
         stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
