@@ -215,3 +215,12 @@ def test_bad_options_are_user_errors():
         metrics.expected_calibration_error(np.ones(3), np.ones(3), binning="quantile")
     with pytest.raises(CoreaError, match="n_bins=0"):
         metrics.expected_calibration_error(np.ones(3), np.ones(3), n_bins=0)
+
+
+def test_a_stated_decimal_on_a_bin_edge_lands_in_the_bin_it_opens():
+    """0.9 belongs to [0.9, 1.0] (float32 linspace put its edge at 0.90000004), for every edge."""
+    for n_bins in (5, 10, 20):
+        stated = np.array([k / n_bins for k in range(n_bins)] + [1.0])
+        idx = np.asarray(metrics.equal_width_bins(jnp.asarray(stated, jnp.float32),
+                                                  jnp.ones(len(stated), bool), n_bins))  # fmt: skip
+        np.testing.assert_array_equal(idx, list(range(n_bins)) + [n_bins - 1])

@@ -71,8 +71,13 @@ def pass_at_k(correct: jnp.ndarray, k: int) -> jnp.ndarray:
 
 
 def bin_edges(n_bins: int = 10) -> jnp.ndarray:
-    """`[n_bins + 1]` equal-width edges over [0, 1]."""
-    return jnp.linspace(0.0, 1.0, n_bins + 1, dtype=jnp.float32)
+    """`[n_bins + 1]` equal-width edges over [0, 1], each the float32 nearest k / n_bins.
+
+    Computed in float64 and rounded once, so an edge equals a stated confidence of the same
+    decimal (parsed and cast to float32 the same way): 0.9 lands in [0.9, 1.0], not in
+    [0.8, 0.9) as it did with float32 `linspace` (whose 0.9 edge is 0.90000004).
+    """
+    return jnp.asarray(np.arange(n_bins + 1, dtype=np.float64) / n_bins, jnp.float32)
 
 
 def equal_width_bins(q: jnp.ndarray, m: jnp.ndarray, n_bins: int) -> jnp.ndarray:
