@@ -26,7 +26,8 @@ CORRECT = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
 CONF = np.array([[0.9, 0.5, 0.2, np.nan], [0.8, 1.0, 0.5, 0.9]], np.float32)
 FORMAT = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
 
-# calibration = -distance(q, target), by hand; 0 where the format failed.
+# calibration = -distance(q, target), by hand; 0 where the format failed (corea_kl: minus the
+# worst distance any q could have had).
 LN = math.log
 TABLE = {
     "rlvr": [[0, 0, 0, 0], [0, 0, 0, 0]],
@@ -37,8 +38,9 @@ TABLE = {
     "brier": [[-0.01, -0.25, -0.04, 0], [-0.04, 0, -0.25, -0.01]],
     # KL(Bern(p) || Bern(q)): p = .5, q = .9 -> .5 ln(.5/.9) + .5 ln(.5/.1) = ln(5/3);
     # q = .2 -> .5 ln(2.5) + .5 ln(.625) = ln(1.25). p = 1: -ln q, with q = 1 clipped to .99.
+    # Failed format, p = .5: the worst q is clipped 0.01 (or .99): .5 ln(.5/.01) + .5 ln(.5/.99).
     "corea_kl": [
-        [-LN(5 / 3), 0, -LN(1.25), 0],
+        [-LN(5 / 3), 0, -LN(1.25), -0.5 * LN(0.5 / 0.01 * 0.5 / 0.99)],
         [-LN(1.25), -LN(1 / 0.99), -LN(2), -LN(10 / 9)],
     ],
 }
@@ -122,8 +124,27 @@ def test_calibration_term_is_never_positive_and_zero_without_format(preset):
     conf[~fmt] = np.nan
     out = rewards_jit(correct, conf, fmt, config=PRESETS[preset])
     assert np.all(out["calibration"] <= 0)
-    assert np.all(out["calibration"][~fmt] == 0)
+    if PRESETS[preset].failed_calibration == "zero":
+        assert np.all(out["calibration"][~fmt] == 0)
     assert np.all(np.isfinite(out["reward"]))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_failed_format_never_pays_more_than_any_valid_answer(preset):
+    """Same correctness, same group: dropping or garbling the confidence tag scores no more
+    than stating any confidence at all (before, corea_kl paid 0 for a failure and down to
+    1 - ln(100) for a valid, confidently wrong answer)."""
+    rng = np.random.default_rng(1)
+    correct = rng.random((64, 8)) < 0.5
+    fmt = rng.random((64, 8)) < 0.7
+    worst_valid = np.full((64, 8), np.inf, np.float32)
+    for q in np.linspace(0.0, 1.0, 21, dtype=np.float32):
+        out = rewards_jit(correct, np.full((64, 8), q), np.ones((64, 8), bool),
+                          config=PRESETS[preset])  # fmt: skip
+        worst_valid = np.minimum(worst_valid, np.asarray(out["reward"]))
+    # the same groups (same p_hat) with some formats failed: compare sample by sample
+    failed = rewards_jit(correct, np.full((64, 8), np.nan, np.float32), fmt, config=PRESETS[preset])
+    assert np.all(np.asarray(failed["reward"])[~fmt] <= worst_valid[~fmt] + 1e-6)
 
 
 def test_a_calibrated_group_loses_nothing():

@@ -21,6 +21,20 @@ Defaults for what the paper leaves open (fields of `RewardConfig`):
   term is bounded by log(1/kl_eps) ~ 4.6 (with a smaller eps, one overconfident miss could
   outweigh every other term);
 - where the format failed the confidence is never read: it may hold any value, NaN included.
+  Its calibration term is 0 (`failed_calibration="zero"`, PAPER.md's rule) for the L1 and L2
+  presets, where any valid answer already scores at least as much (the format reward 1 covers
+  the largest distance, 1). The KL distance reaches log(1/kl_eps) ~ 4.6, so with 0 a dropped
+  confidence tag would pay more than a valid, confidently wrong answer (1 - 4.6): `corea_kl`
+  gives a failed format the *worst* calibration value instead (`failed_calibration="worst"`:
+  minus the largest distance any stated q could have had from this target), so failing the
+  format never pays.
+
+Why L1 gives discrete confidences (a note, not a change): the q that minimises the expected
+L1 distance E|q - p_hat| over the group's sampling is a *median* of p_hat's distribution, not
+its mean, so L1 is not a proper scoring rule for the chance of being right; when p_hat is
+bimodal (a question is mostly solved or mostly not) the optimum sits on a mode and stated
+confidences cluster on a few values. L2 to p_hat (`corea_l2`) is proper (its optimum is the
+mean): the variant to prefer when a smooth accuracy/cost curve over tau matters.
 """
 
 from __future__ import annotations
@@ -93,6 +107,21 @@ DISTANCES: dict[str, Callable[[jnp.ndarray, jnp.ndarray, float], jnp.ndarray]] =
 }
 
 
+def worst_distance(name: str, target: jnp.ndarray, kl_eps: float) -> jnp.ndarray:
+    """`[B, G]`: the largest distance any stated q in [0, 1] could have from `target`.
+
+    Every distance here is convex in q, so the largest is at an end: q = 0 or 1 (clipped to
+    [kl_eps, 1 - kl_eps] for "kl", as the distance itself clips)."""
+    distance = DISTANCES[name]
+    return jnp.maximum(
+        distance(jnp.zeros_like(target), target, kl_eps),
+        distance(jnp.ones_like(target), target, kl_eps),
+    )
+
+
+FAILED_CALIBRATION = ("zero", "worst")
+
+
 @dataclasses.dataclass(frozen=True)
 class RewardConfig:
     """Which reward terms, and how much each counts. Hashable: pass it as a static argument.
@@ -102,6 +131,8 @@ class RewardConfig:
       target: a key of `TARGETS`: "group" (p_hat), "group_loo", or "sample" (Brier).
       correctness_weight, format_weight, calibration_weight: the weights of the sum.
       kl_eps: confidence clipping for the "kl" distance.
+      failed_calibration: the calibration term where the format failed: "zero" (PAPER.md) or
+        "worst" (minus the largest possible distance; see the module docstring).
     """
 
     calibration: str | None = "l1"
@@ -110,6 +141,7 @@ class RewardConfig:
     format_weight: float = 1.0
     calibration_weight: float = 1.0
     kl_eps: float = 0.01
+    failed_calibration: str = "zero"
 
     def __post_init__(self):
         if self.calibration is not None and self.calibration not in DISTANCES:
@@ -123,6 +155,11 @@ class RewardConfig:
             )
         if not 0.0 < self.kl_eps < 0.5:
             raise CoreaError(f"RewardConfig.kl_eps={self.kl_eps}: must be in (0, 0.5)")
+        if self.failed_calibration not in FAILED_CALIBRATION:
+            raise CoreaError(
+                f"RewardConfig.failed_calibration={self.failed_calibration!r}: expected one of "
+                f"{FAILED_CALIBRATION}"
+            )
 
 
 PRESETS: dict[str, RewardConfig] = {
@@ -130,7 +167,7 @@ PRESETS: dict[str, RewardConfig] = {
     "brier": RewardConfig(calibration="l2", target="sample"),
     "corea": RewardConfig(calibration="l1", target="group"),
     "corea_l2": RewardConfig(calibration="l2", target="group"),
-    "corea_kl": RewardConfig(calibration="kl", target="group"),
+    "corea_kl": RewardConfig(calibration="kl", target="group", failed_calibration="worst"),
 }
 
 
@@ -161,15 +198,18 @@ class RewardPresetConfig:
     calibration_weight: float = RewardConfig.calibration_weight
     kl_eps: float = RewardConfig.kl_eps
     extra_term: str = ""
+    failed_calibration: str = ""  # "" = the preset's ("worst" for corea_kl, else "zero")
 
     def kernel(self) -> RewardConfig:
         """The `RewardConfig` the reward kernel is jitted with."""
+        failed = {"failed_calibration": self.failed_calibration} if self.failed_calibration else {}
         return reward_config(
             self.preset,
             correctness_weight=self.correctness_weight,
             format_weight=self.format_weight,
             calibration_weight=self.calibration_weight,
             kl_eps=self.kl_eps,
+            **failed,
         )
 
 
@@ -189,7 +229,8 @@ def compute_rewards(
 
     Returns:
       A dict of `[B, G]` float32 arrays: "reward" (the weighted sum), and, unweighted for
-      logging, "correctness", "format", "calibration" (-distance, 0 where the format failed),
+      logging, "correctness", "format", "calibration" (-distance; where the format failed 0,
+      or minus the worst distance with `failed_calibration="worst"`),
       and "target" (p_hat, or c for "sample").
     """
     c = correct.astype(jnp.float32)
@@ -201,7 +242,10 @@ def compute_rewards(
     else:
         q = jnp.where(ok, confidence.astype(jnp.float32), 0.5)  # no NaN can leak through
         distance = DISTANCES[config.calibration](q, target, config.kl_eps)
-        calibration = jnp.where(ok, -distance, 0.0)
+        failed = 0.0
+        if config.failed_calibration == "worst":
+            failed = -worst_distance(config.calibration, target, config.kl_eps)
+        calibration = jnp.where(ok, -distance, failed)
     reward = (
         config.correctness_weight * c
         + config.format_weight * f
