@@ -7,7 +7,8 @@ ARG (the reward, corea_jax.rl.rewards.PRESETS; see configs/rlcc_common.py):
   corea     L1 to the group accuracy: the COREA SLM of every row of PAPER.md "Results to aim at"
             (DeepMath500, OOD math, OOD non-math) and of its ECE 0.12 / AUROC 0.72.
   rlvr      correctness + format only: the "RLVR-SLM" deferral baselines of PAPER.md "Baseline
-            deferral signals" (verbalized confidence, average token probability, probe).
+            deferral signals" (verbalized confidence and average token probability, which
+            `corea-jax cascade` computes; the hidden-state probe is not built yet: issue 19).
   brier     RLCR's sample-level Brier reward: the "Brier-SLM" baseline of the same comparison.
   corea_l2  L2 to the group accuracy  } the calibration-distance ablation
   corea_kl  KL to the group accuracy  } (PAPER.md "Training": L1 vs L2 vs KL).
