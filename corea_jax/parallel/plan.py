@@ -210,8 +210,24 @@ def _cache_shapes(workload: Workload, rows: int, slots: int, mesh, dtype):
     return tuple(LayerCache(k, v) for _ in range(cfg.num_layers))
 
 
+def sampler_params(workload: Workload, state):
+    """The parameters the trainer hands the sampler, beside the state: its master copy cast to
+    the model's dtype, or None when they already have it (the sampler then reads the state's)."""
+    dtype = jnp.dtype(workload.dtype)
+    leaves = [x for x in jax.tree.leaves(state.params) if jnp.issubdtype(x.dtype, jnp.floating)]
+    if all(x.dtype == dtype for x in leaves):
+        return None
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
+        if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        state.params,
+    )  # fmt: skip
+
+
 def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramCost, ...]:
-    """Prefill, cache growth and one full-cache decode step of the sampler, compiled."""
+    """Prefill, cache growth and one full-cache decode step of the sampler, compiled. Each
+    takes the TrainState (it stays in HBM while the sampler runs) and the sampler's parameters
+    (`sampler_params`) as arguments."""
     b, g, p, c = (workload.prompts, workload.group_size, workload.prompt_slots,
                   workload.completion_slots)  # fmt: skip
     r, dtype = b * g, jnp.dtype(workload.dtype)
@@ -220,16 +236,21 @@ def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramC
     rows = named_sharding(mesh, ("batch",), (r,))
     scalar = named_sharding(mesh, (), ())
 
-    def prefill_rows(state, tokens, valid):
-        model = nnx.merge(graphdef, state.params)
+    policy = sampler_params(workload, state)
+
+    def model_of(state, policy):
+        return nnx.merge(graphdef, state.params if policy is None else policy)
+
+    def prefill_rows(state, policy, tokens, valid):
+        model = model_of(state, policy)
         logits, cache = prefill(model, tokens, valid, p + ends[0], dtype)
         return jnp.repeat(logits, g, axis=0), jax.tree.map(lambda x: jnp.repeat(x, g, 0), cache)
 
-    def decode(state, cache, token, step, prompt_lengths):
-        model = nnx.merge(graphdef, state.params)
+    def decode(state, policy, cache, token, step, prompt_lengths):
+        model = model_of(state, policy)
         return decode_step(model, cache, token, step, prompt_lengths, p)
 
-    grow = lambda state, cache: grow_cache(cache, p + c)  # noqa: E731
+    grow = lambda state, policy, cache: grow_cache(cache, p + c)  # noqa: E731
     full = _cache_shapes(workload, r, p + c, mesh, dtype)
     before_last = _cache_shapes(workload, r, p + ends[max(len(ends) - 2, 0)], mesh, dtype)
     sds = jax.ShapeDtypeStruct
@@ -237,15 +258,15 @@ def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramC
     # even where only the parameters are read; jit would otherwise drop the optimizer state.
     jit = functools.partial(jax.jit, keep_unused=True)
     programs = [
-        compile_program("rollout prefill", jit(prefill_rows), state,
+        compile_program("rollout prefill", jit(prefill_rows), state, policy,
                         sds((b, p), jnp.int32, sharding=prompt),
                         sds((b, p), jnp.bool_, sharding=prompt)),
-        compile_program("rollout decode step", jit(decode, donate_argnums=(1,)), state,
-                        full, sds((r,), jnp.int32, sharding=rows),
+        compile_program("rollout decode step", jit(decode, donate_argnums=(2,)), state,
+                        policy, full, sds((r,), jnp.int32, sharding=rows),
                         sds((), jnp.int32, sharding=scalar), sds((r,), jnp.int32, sharding=rows)),
     ]  # fmt: skip
     if len(ends) > 1:
-        growth = compile_program("rollout cache growth", jit(grow), state, before_last)
+        growth = compile_program("rollout cache growth", jit(grow), state, policy, before_last)
         programs.insert(1, growth)
     return tuple(programs)
 
