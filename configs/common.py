@@ -16,7 +16,7 @@ from corea_jax.rl.config import TrainConfig
 from corea_jax.rl.grpo import LossConfig
 from corea_jax.rl.rewards import RewardPresetConfig
 from corea_jax.rl.rollout import RolloutConfig
-from corea_jax.rl.train_step import OptimConfig
+from corea_jax.rl.train_step import OptimConfig, UpdateComputeConfig
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -49,5 +49,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.max_completion_len = config_dict.placeholder(int)
     c.optim = dataclasses.asdict(OptimConfig())
     c.train = dataclasses.asdict(TrainConfig())
+    c.compute = dataclasses.asdict(UpdateComputeConfig())  # remat, attention, logprob_chunk
     c.mesh = dict(shape=(1, -1, 1))  # ('data', 'fsdp', 'tensor'); -1 takes the remaining devices
     return c

@@ -35,7 +35,7 @@ def test_state_and_metadata_round_trip(tmp_path):
     assert sorted(manager.all_steps()) == [2, 3]  # keep-last-N
     state, saved = ckpt.restore(manager, _state(0.0, 0), _shardings(_state(0.0, 0)))
     np.testing.assert_array_equal(state.params["w"], 3.0)
-    assert int(state.step) == 3
+    assert int(state.updates) == 3
     assert saved["step"] == 3 and saved["data_position"] == 12
     assert saved["data_state"] == {"next_index": 3} and saved["rollout_seed_base"] == 7_000_021
     assert ckpt.data_state_of(saved) == {"next_index": 3}

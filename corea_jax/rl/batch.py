@@ -46,7 +46,7 @@ class StepCache:
     """The jitted update and the batch shardings of each batch shape (R, C), built once.
 
     `step_options` are `jit_train_step`'s keyword arguments (optimizer, loss_config, mode,
-    micro_batches).
+    micro_batches, compute_dtype, compute).
     """
 
     def __init__(

@@ -2,8 +2,14 @@
 
 The record (`RunMetadata`) holds what resuming needs besides the parameters: the data
 iterator's grain state (`corea_jax.data.pipeline`), the data position and the seeds it follows
-from, and the run's config. A resume whose `prompts_per_step` or `seed` differ from the
-checkpoint's is refused, naming the key: it would silently change the data order.
+from, and the run's config. Two counters: `step` counts rollout steps (it names the checkpoint
+and gives the data position and rollout seeds), `updates` the optimizer updates (the
+TrainState's own counter, which drives the learning-rate schedule; `num_iterations` per step).
+A resume whose `prompts_per_step`, `seed` or `num_iterations` differ from the checkpoint's is
+refused, naming the key: it would silently change the data order or the schedule.
+
+The TrainState saved is the master copy (float32 parameters and moments by default), so a
+resumed mixed-precision run continues bit for bit.
 
 Checkpoints are written only after finite steps (the loop stops on a non-finite one first),
 so the last good checkpoint is never overwritten by a diverged state.
@@ -28,15 +34,18 @@ from corea_jax.rl.train_step import TrainState
 class RunMetadata:
     """What a checkpoint records beside the TrainState (stored as JSON)."""
 
-    step: int
+    step: int  # rollout steps finished
     data_state: dict  # the grain iterator's state after this step's batch
     prompts_per_step: int
     seed: int
     config: str = "{}"  # the run's config as JSON
+    num_iterations: int = 1  # updates per rollout step
 
     def to_json(self) -> dict:
         return {
             "step": self.step,
+            "updates": self.step * self.num_iterations,
+            "num_iterations": self.num_iterations,
             "data_position": self.step * self.prompts_per_step,
             "data_state": self.data_state,
             "prompts_per_step": self.prompts_per_step,
@@ -85,14 +94,16 @@ def restore(
 
 
 def check_resumable(saved: dict, run: RunMetadata, directory: Path) -> None:
-    """Refuses a resume that would change the data order (a different batch size or seed)."""
+    """Refuses a resume that would change the data order (a different batch size or seed) or
+    the schedule (a different `num_iterations`; older checkpoints record none and had 1)."""
     ours = run.to_json()
-    for key in ("prompts_per_step", "seed"):
-        if saved.get(key) != ours[key]:
+    for key in ("prompts_per_step", "seed", "num_iterations"):
+        theirs = saved.get(key, 1 if key == "num_iterations" else None)
+        if theirs != ours[key]:
             raise CoreaError(
                 f"{directory}: checkpoint {saved.get('step')} was trained with "
-                f"train.{key}={saved.get(key)}, this run has {ours[key]}; "
-                "resuming would change the data order (use a new --workdir)"
+                f"train.{key}={theirs}, this run has {ours[key]}; "
+                "resuming would change the data order or the schedule (use a new --workdir)"
             )
 
 

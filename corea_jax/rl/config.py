@@ -10,6 +10,7 @@
 | `config.loss`      | `corea_jax.rl.grpo.LossConfig`              |
 | `config.advantage` | `corea_jax.rl.advantages.AdvantageConfig`   |
 | `config.reward`    | `corea_jax.rl.rewards.RewardPresetConfig`   |
+| `config.compute`   | `corea_jax.rl.train_step.UpdateComputeConfig` |
 
 `configs/common.py` builds these sections from the dataclasses' defaults
 (`dataclasses.asdict(Cls())`) and overrides only what differs, so each default has one home.
@@ -24,7 +25,7 @@ from corea_jax.rl.advantages import AdvantageConfig
 from corea_jax.rl.grpo import LossConfig
 from corea_jax.rl.rewards import RewardPresetConfig
 from corea_jax.rl.rollout import RolloutConfig
-from corea_jax.rl.train_step import OptimConfig
+from corea_jax.rl.train_step import OptimConfig, UpdateComputeConfig
 
 MODES = ("grpo", "sft")
 
@@ -36,7 +37,7 @@ class TrainConfig:
 
     steps: int = 500
     prompts_per_step: int = 32  # B; a GRPO batch has R = B x G rows
-    num_iterations: int = 1  # mu: updates per rollout batch
+    num_iterations: int = 1  # mu: updates per rollout batch (the schedule counts updates)
     micro_batches: int = 8  # gradient accumulation: R splits into this many equal parts
     seed: int = 0  # the data order and every rollout seed
     mode: str = "grpo"  # "grpo" | "sft" (the supervised warm-up on reference traces)
@@ -56,6 +57,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise CoreaError(f"train.mode {self.mode!r}: expected grpo or sft")
+        if self.num_iterations < 1:
+            raise CoreaError(f"train.num_iterations={self.num_iterations}: expected >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,7 @@ class RunConfig:
     loss: LossConfig = LossConfig()
     advantage: AdvantageConfig = AdvantageConfig()
     reward: RewardPresetConfig = RewardPresetConfig()
+    compute: UpdateComputeConfig = UpdateComputeConfig()
 
     @classmethod
     def from_config(cls, config) -> RunConfig:
@@ -88,4 +92,5 @@ SECTIONS = {
     "loss": LossConfig,
     "advantage": AdvantageConfig,
     "reward": RewardPresetConfig,
+    "compute": UpdateComputeConfig,
 }

@@ -8,9 +8,17 @@ shardings, the jitted update per shape), `checkpoint`, `evaluation`, `metric_wri
 data order in `corea_jax.data.pipeline`.
 
 Determinism and resume. Step s trains on batch s of the grain data order (per-epoch
-permutations seeded by (seed, epoch)) with rollout seed `rollout_seed(seed, s)`. A checkpoint
-holds the TrainState and the grain iterator's state: a run killed at any step and resumed from
-`--workdir` replays exactly the steps it had not finished, bit for bit.
+permutations seeded by (seed, epoch)) with rollout seed `rollout_seed(seed, s)`, and applies
+`num_iterations` (mu) updates to that batch. Two counters: rollout steps (the loop's, the
+checkpoint's name, the data position) and updates (`TrainState.updates` and optax's count, which
+drive the learning-rate schedule: `make_optimizer`). A checkpoint holds the TrainState and the
+grain iterator's state: a run killed at any step and resumed from `--workdir` replays exactly
+the steps it had not finished, bit for bit.
+
+Precision. The TrainState holds the master copy (`optim.master_dtype`, float32); the sampler,
+the evaluation and the KL reference get the parameters in the model's dtype, cast once per
+rollout step (`train_step.compute_copy`; why there, in `train_step`'s docstring). The export
+writes the model's dtype.
 
 Faults. A non-finite loss or gradient is rejected inside the step (parameters kept) and stops
 the run with an error naming the step; checkpoints are only written after finite steps, so the
@@ -51,7 +59,13 @@ from corea_jax.rl.metric_writers import MetricsWriter, StepLogger, peak_flops_pe
 from corea_jax.rl.rollout import Task, rollout_seed, sample_groups
 from corea_jax.rl.rollout_rewards import load_extra_term, rewards_and_advantages, score_groups
 from corea_jax.rl.task import build_task, check_data_source, scratch_texts
-from corea_jax.rl.train_step import Batch, init_train_state, make_batch, make_optimizer
+from corea_jax.rl.train_step import (
+    Batch,
+    compute_copy,
+    init_train_state,
+    make_batch,
+    make_optimizer,
+)
 from corea_jax.sampling import Sampler, bucket
 from corea_jax.scoring.grading_workers import Grader
 
@@ -114,16 +128,26 @@ def train_loop(
     checkpoint). Returns (graphdef, params, the step reached)."""
     cfg = run.train
     graphdef, params = nnx.split(model)
-    optimizer = make_optimizer(run.optim, total_steps=cfg.steps)
-    state, state_shardings = init_train_state(
-        optimizer, params, jax.tree.map(lambda x: x.sharding, params), mesh
+    compute_dtype = model_dtype(params)
+    optimizer = make_optimizer(
+        run.optim, total_steps=cfg.steps, updates_per_step=cfg.num_iterations
     )
-    reference = ReferencePolicy(graphdef, state.params) if run.loss.beta > 0 else None
+    state, state_shardings = init_train_state(
+        optimizer, params, jax.tree.map(lambda x: x.sharding, params), mesh,
+        master_dtype=run.optim.master_dtype,
+    )  # fmt: skip
+    # The master copy in the model's dtype, for the sampler and the evaluation (an identity
+    # when the dtypes agree).
+    policy_params = jax.jit(functools.partial(compute_copy, dtype=compute_dtype))
+    if compute_copy(state.params, compute_dtype) is state.params:
+        policy_params = lambda p: p  # noqa: E731
+    reference = ReferencePolicy(graphdef, params) if run.loss.beta > 0 else None
     sampler = Sampler.for_tokenizer(model, tokenizer, mesh=mesh)
     prompt_slots = bucket(max(len(p) for p in task.prompts))
     update_fns = StepCache(
         graphdef, state_shardings, mesh, prompt_slots=prompt_slots, with_ref=reference is not None,
         optimizer=optimizer, loss_config=run.loss, mode=cfg.mode, micro_batches=cfg.micro_batches,
+        compute_dtype=compute_dtype, compute=run.compute,
     )  # fmt: skip
     extra_term = load_extra_term(run.reward.extra_term)
     batches = index_batches(
@@ -131,7 +155,7 @@ def train_loop(
     ).to_iter_dataset()
     data = iter(batches)
     meta = lambda step: ckpt.RunMetadata(  # noqa: E731
-        step, data.get_state(), cfg.prompts_per_step, cfg.seed, config_json
+        step, data.get_state(), cfg.prompts_per_step, cfg.seed, config_json, cfg.num_iterations
     )
     checkpoints = ckpt.checkpoint_manager(workdir / "checkpoints", cfg.keep_checkpoints)
     start, restored = 0, ckpt.restore(checkpoints, state, state_shardings)
@@ -139,6 +163,11 @@ def train_loop(
         state, saved = restored
         ckpt.check_resumable(saved, meta(saved["step"]), checkpoints.directory)
         start = saved["step"]
+        if "updates" in saved and int(to_host(state.updates)) != saved["updates"]:
+            raise CoreaError(
+                f"{checkpoints.directory}: checkpoint {start} holds {int(to_host(state.updates))}"
+                f" updates, its record says {saved['updates']}"
+            )
         data.set_state(ckpt.data_state_of(saved))
         log(f"resumed from checkpoint at step {start} (data position {saved['data_position']})")
     ckpt.trim_metrics(workdir / "metrics.jsonl", start)
@@ -162,7 +191,8 @@ def train_loop(
                     )  # fmt: skip
                 else:
                     batch, metrics = grpo_batch(
-                        sampler, tokenizer, task, idx, run=run, step=step, params=state.params,
+                        sampler, tokenizer, task, idx, run=run, step=step,
+                        params=policy_params(state.params),
                         grader=grader, prompt_slots=prompt_slots, extra_term=extra_term,
                     )  # fmt: skip
                 if reference is not None:
@@ -193,7 +223,8 @@ def train_loop(
                     and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps)
                 ):
                     metrics.update(evaluate(
-                        sampler, tokenizer, eval_task, grader, params=state.params,
+                        sampler, tokenizer, eval_task, grader,
+                        params=policy_params(state.params),
                         batch_size=cfg.eval_batch, max_new_tokens=cfg.eval_max_new_tokens,
                     ))  # fmt: skip
                 logger(step + 1, metrics)
@@ -210,6 +241,14 @@ def train_loop(
             grader.close()
         checkpoints.wait_until_finished()
     return graphdef, state.params, done
+
+
+def model_dtype(params) -> jnp.dtype:
+    """The dtype of the model's floating parameters: the update's compute dtype."""
+    dtypes = {x.dtype for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.floating)}
+    if len(dtypes) != 1:
+        raise CoreaError(f"the model's parameters mix dtypes {sorted(map(str, dtypes))}")
+    return dtypes.pop()
 
 
 def model_directory(model, data, workdir: Path) -> Path:
@@ -254,7 +293,10 @@ def run(config, workdir: str | Path) -> Path:
         config_json=config.to_json_best_effort(),
     )  # fmt: skip
     if t.export and step >= t.steps:
-        out = save_model(nnx.merge(graphdef, params), workdir / "export", tokenizer_dir=model_dir)
+        out = save_model(
+            nnx.merge(graphdef, params), workdir / "export", dtype=jnp.dtype(config.model.dtype),
+            tokenizer_dir=model_dir,
+        )  # fmt: skip
         if jax.process_index() == 0:
             print(f"exported the policy to {out}", file=sys.stderr)
     return workdir
