@@ -215,7 +215,7 @@ def test_completion_logprobs_equal_a_plain_full_forward(family):
 def test_one_grpo_step_moves_every_parameter_along_the_gradient(model, batch):
     graphdef, params = nnx.split(model)
     new, metrics = _jitted(graphdef, SGD)(_state(params, SGD), batch)
-    assert int(new.step) == 1 and float(metrics["finite"]) == 1.0
+    assert int(new.updates) == 1 and float(metrics["finite"]) == 1.0
     want, grads = _grpo_metrics_and_grad(graphdef, params, batch)
     for (path, old), updated in zip(
         jax.tree.leaves_with_path(_host(params)), jax.tree.leaves(_host(new.params)), strict=True
@@ -282,7 +282,7 @@ def test_step_on_an_8_device_mesh_equals_the_single_device_step(
     new, metrics = step(state, batch)  # `state` is donated: not used again
     assert [x.sharding for x in jax.tree.leaves(new.params)] == jax.tree.leaves(shardings)
     assert all(m.sharding.is_fully_replicated for m in metrics.values())
-    assert int(new.step) == 1
+    assert int(new.updates) == 1
     _assert_same_update(new.params, want.params, params)
     _assert_same_metrics(metrics, want_metrics)
 
@@ -302,7 +302,7 @@ def test_a_non_finite_step_keeps_parameters_and_optimizer_state(model, batch, ca
         state = state._replace(opt_state=state.opt_state._replace(hyperparams=hyper))
     new, metrics = step(state, batch)
     assert float(metrics["finite"]) == 0.0
-    assert int(new.step) == int(state.step) == 1
+    assert int(new.updates) == int(state.updates) == 1
     for a, b in zip(jax.tree.leaves(_host(new)), jax.tree.leaves(_host(state)), strict=True):
         np.testing.assert_array_equal(a, b)
     if cause == "huge_learning_rate":
@@ -323,7 +323,7 @@ def test_sft_steps_lower_the_batch_nll(model):
     nlls = []
     for i in range(4):
         state, metrics = step(state, batch)
-        assert float(metrics["finite"]) == 1.0 and int(state.step) == i + 1
+        assert float(metrics["finite"]) == 1.0 and int(state.updates) == i + 1
         nlls.append(float(metrics["nll"]))
         if i == 0:  # Adam's first step moves every parameter, by at most lr
             for (path, old), updated in zip(
