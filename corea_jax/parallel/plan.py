@@ -6,14 +6,17 @@ weight is materialised), compiles them for `devices` (a named TPU slice from
 `corea_jax.parallel.aot.topology_devices`, or this host's devices) and reads per-device memory
 and cost. The programs are the trainer's, imported, not re-implemented:
 
-- update: `corea_jax.rl.batch.StepCache` -> `train_step.jit_train_step` (all micro-batches,
-  the optimizer, whatever the TrainState of `train_step.init_train_state` holds), R = B x G rows
-  of P + C slots, the state donated;
+- update: `corea_jax.rl.batch.StepCache` -> `train_step.jit_train_step` with the options the
+  training loop gives it (all micro-batches, the compute dtype and `config.compute`: remat,
+  attention kernel, log-prob chunks), on the TrainState of `train_step.init_train_state`
+  (master weights and AdamW moments in `optim.master_dtype`), R = B x G rows of P + C slots,
+  the state donated;
 - rollout, in three programs of `corea_jax.sampling.sampler`: `prefill` of the B prompts into a
   cache of the first decode segment, repeated G times to R rows; `grow_cache` from the last but
   one segment to the full S = P + C slots (both caches are live then); and one `decode_step`
   with the full cache (donated). Each takes the whole TrainState as an argument, because it
-  stays on the device while the sampler runs.
+  stays on the device while the sampler runs, and the sampler's own parameters
+  (`train_step.compute_copy` of the master copy, when its dtype differs).
 
 Per device the plan reports the state (parameters + optimizer), each program's total (its
 arguments, outputs not written in place, temporaries), the peak over programs against the
@@ -42,7 +45,7 @@ from corea_jax.parallel.aot import roofline_seconds as roofline
 from corea_jax.parallel.sharding import make_mesh, named_sharding
 from corea_jax.rl.batch import StepCache
 from corea_jax.rl.config import RunConfig
-from corea_jax.rl.train_step import Batch, init_train_state, make_optimizer
+from corea_jax.rl.train_step import Batch, compute_copy, init_train_state, make_optimizer
 from corea_jax.sampling.sampler import decode_step, grow_cache, prefill, segment_ends
 
 
@@ -152,11 +155,15 @@ def abstract_state(workload: Workload, run: RunConfig, mesh):
     graphdef, params = nnx.split(model)
     shardings = param_shardings(model, mesh)
     params = _with_shardings(params, shardings)
-    optimizer = make_optimizer(run.optim, total_steps=run.train.steps)
+    optimizer = make_optimizer(
+        run.optim, total_steps=run.train.steps, updates_per_step=run.train.num_iterations
+    )
     captured = {}
 
     def init(p):
-        state, captured["shardings"] = init_train_state(optimizer, p, shardings, mesh)
+        state, captured["shardings"] = init_train_state(
+            optimizer, p, shardings, mesh, master_dtype=run.optim.master_dtype
+        )
         return state
 
     shapes = jax.eval_shape(init, params)
@@ -175,6 +182,7 @@ def compile_update(workload: Workload, run: RunConfig, mesh, graphdef, state, st
         graphdef, state_shardings, mesh, prompt_slots=workload.prompt_slots,
         with_ref=run.loss.beta > 0, optimizer=optimizer, loss_config=run.loss,
         mode=run.train.mode, micro_batches=workload.micro_batches,
+        compute_dtype=jnp.dtype(workload.dtype), compute=run.compute,
     )  # fmt: skip
     batch_shardings, update = steps(workload.rows, workload.completion_slots)
     return compile_program("update", update, state, abstract_batch(workload, batch_shardings))
@@ -211,17 +219,15 @@ def _cache_shapes(workload: Workload, rows: int, slots: int, mesh, dtype):
 
 
 def sampler_params(workload: Workload, state):
-    """The parameters the trainer hands the sampler, beside the state: its master copy cast to
-    the model's dtype, or None when they already have it (the sampler then reads the state's)."""
-    dtype = jnp.dtype(workload.dtype)
-    leaves = [x for x in jax.tree.leaves(state.params) if jnp.issubdtype(x.dtype, jnp.floating)]
-    if all(x.dtype == dtype for x in leaves):
+    """The parameters the trainer hands the sampler beside the state: `compute_copy` of the
+    master copy in the model's dtype, or None when that is the master copy itself (the sampler
+    then reads the state's)."""
+    cast = functools.partial(compute_copy, dtype=jnp.dtype(workload.dtype))
+    copy = jax.eval_shape(cast, state.params)
+    same = zip(jax.tree.leaves(copy), jax.tree.leaves(state.params), strict=True)
+    if all(a.dtype == b.dtype for a, b in same):
         return None
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
-        if jnp.issubdtype(x.dtype, jnp.floating) else x,
-        state.params,
-    )  # fmt: skip
+    return _with_shardings(copy, jax.tree.map(lambda x: x.sharding, state.params))
 
 
 def compile_rollout(workload: Workload, mesh, graphdef, state) -> tuple[ProgramCost, ...]:
