@@ -8,6 +8,8 @@
 - The memory options (remat policies, attention kernels runnable on CPU, chunked log-probs)
   give the plain path's loss (relative 1e-5) and gradients (1e-5 of each leaf's largest
   entry), float32 on CPU; the gradient is read from an optimizer state that keeps it.
+- The loop with a bf16 model (configs/smoke.py): checkpoints hold the float32 master copy and
+  moments, a stopped and resumed run ends bitwise equal to a straight one, the export is bf16.
 """
 
 import dataclasses
@@ -16,8 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
+from test_train import _params, _train
 from tiny_models import TINY
 
 from corea_jax.models import CausalLM, param_shardings
@@ -179,3 +183,22 @@ def test_memory_options_give_the_plain_loss_and_gradients(name, plain_update):
     for got, want in zip(grads, plain_grads, strict=True):
         scale = np.abs(want).max()
         np.testing.assert_allclose(got, want, atol=PARITY_TOL * max(scale, 1e-30), rtol=0)
+
+
+def test_bf16_loop_checkpoints_the_float32_master_resumes_bitwise_and_exports_bf16(tmp_path):
+    common = ["--config.model.dtype=bfloat16", "--config.train.eval_every=0",
+              "--config.train.checkpoint_every=1",
+              "--config.reward.extra_term=reward_terms:length_bonus"]  # fmt: skip
+    assert _train(tmp_path / "straight", *common, "--config.train.steps=2") == 0
+    split = tmp_path / "split"
+    assert _train(split, *common, "--config.train.steps=1") == 0
+    assert _train(split, *common, "--config.train.steps=2") == 0
+    saved = ocp.StandardCheckpointer().metadata(split / "checkpoints" / "2" / "state")
+    leaves = jax.tree.leaves(saved.item_metadata, is_leaf=lambda x: hasattr(x, "dtype"))
+    assert {str(x.dtype) for x in leaves} == {"float32", "int32"}  # master, moments, counts
+    straight, resumed = _params(tmp_path / "straight" / "export"), _params(split / "export")
+    initial = _params(split / "initial_model")
+    assert {str(x.dtype) for x in straight.values()} == {"bfloat16"}
+    assert any(not np.array_equal(initial[k], straight[k]) for k in initial)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
