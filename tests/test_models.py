@@ -266,3 +266,13 @@ def test_random_init_matches_its_own_export(tmp_path):
         np.asarray(_forward(load_model(out), tokens, valid)),
         np.asarray(_forward(model, tokens, valid)),
     )
+
+
+def test_check_preset_names_the_first_differing_field():
+    from corea_jax.models import PRESETS, check_preset, preset
+
+    for hf_id, config in PRESETS.items():
+        check_preset(hf_id, config, "its own preset")  # every preset matches itself
+    small = dataclasses.replace(preset("Qwen/Qwen2.5-7B-Instruct"), num_layers=2)
+    with pytest.raises(CoreaError, match=r"DIR/config.json has num_layers=2, the preset 28"):
+        check_preset("Qwen/Qwen2.5-7B-Instruct", small, "DIR/config.json")

@@ -35,7 +35,28 @@ def preset(hf_id: str) -> ModelConfig:
     return PRESETS[hf_id]
 
 
+# What makes two checkpoints the same architecture (eos ids, max positions and the like may
+# differ between a base model and its instruct fine-tune, or after a tokenizer change).
+ARCHITECTURE_FIELDS = ("family", "vocab_size", "hidden_size", "intermediate_size", "num_layers",
+                       "num_heads", "num_kv_heads", "head_dim", "qkv_bias", "tie_word_embeddings",
+                       "rope_theta", "rope_scaling")  # fmt: skip
+
+
+def check_preset(hf_id: str, config: ModelConfig, where: str) -> None:
+    """Raises naming the first field where a loaded checkpoint's `config` differs from the
+    preset of `hf_id` (a run config that says Qwen2.5-7B but points at another model)."""
+    expected = preset(hf_id)
+    for field in ARCHITECTURE_FIELDS:
+        got, want = getattr(config, field), getattr(expected, field)
+        if got != want:
+            raise CoreaError(
+                f"model.hf_id={hf_id!r}: {where} has {field}={got!r}, the preset {want!r}; "
+                "point model.path at that checkpoint, or set model.hf_id to the one you load"
+            )
+
+
 __all__ = [
+    "ARCHITECTURE_FIELDS",
     "PRESETS",
     "PUBLISHED_NUM_PARAMS",
     "CausalLM",
@@ -45,6 +66,7 @@ __all__ = [
     "RopeScaling",
     "abstract_model",
     "causal_mask",
+    "check_preset",
     "checkpoint_tensors",
     "chunked_token_logprobs",
     "init_cache",
