@@ -86,8 +86,9 @@ def command(config: str, overrides: list[str], topology: str) -> str:
     return " ".join(["corea-jax plan", f"--config={config}", f"--topology={topology}", *overrides])
 
 
-def merged(records: list[dict]) -> tuple[Plan, str] | None:
-    """The latest update and rollout records of one slice as one Plan, and their commits."""
+def merged(records: list[dict]) -> tuple[Plan, str, list[str]] | None:
+    """The latest update and rollout records of one slice as one Plan, their commits, and the
+    update's config overrides (the rollout's programs do not read `config.compute`)."""
     latest = {r["part"]: r for r in records}
     if set(latest) != set(PARTS):
         return None
@@ -97,12 +98,14 @@ def merged(records: list[dict]) -> tuple[Plan, str] | None:
         plans[0], programs=sum((p.programs for p in plans), ()), refused=refused
     )
     commits = sorted({latest[part]["commit"] for part in PARTS})
-    return plan, "/".join(commits)
+    update = latest["update"]
+    extra = [] if update["prompt_tokens"] == 256 else [f"--prompt-tokens={update['prompt_tokens']}"]
+    return plan, "/".join(commits), update["overrides"] + extra
 
 
 def pick(records: list[dict], generation: str, min_headroom: float):
-    """(topology, plan, commits) of the smallest slice on which a config fits on `generation`:
-    its own measurement, or one of another generation with as many chips."""
+    """(topology, plan, commits, overrides) of the smallest slice on which a config fits on
+    `generation`: its own measurement, or one of another generation with as many chips."""
     chip = CHIPS[GENERATIONS[generation]]
     topologies = list(dict.fromkeys(r["topology"] for r in records))
     by_size: dict[int, list[tuple[str, Plan, str]]] = {}
@@ -112,9 +115,9 @@ def pick(records: list[dict], generation: str, min_headroom: float):
             by_size.setdefault(found[0].devices, []).append((topology, *found))
     for size in sorted(by_size):
         own = [m for m in by_size[size] if parse_topology(m[0])[0] == generation]
-        topology, plan, commits = (own or by_size[size])[-1]
+        topology, plan, commits, overrides = (own or by_size[size])[-1]
         if not plan.refused and plan.peak_bytes <= (1 - min_headroom) * chip.hbm_bytes:
-            return topology, plan, commits
+            return topology, plan, commits, overrides
     return None
 
 
@@ -135,15 +138,10 @@ def table(min_headroom: float, results: Path = RESULTS) -> str:
                 sizes = sorted({r["plan"]["devices"] for r in mine})
                 lines.append(f"| {config} | {generation} | none of {sizes} chips | | | | | |")
                 continue
-            topology, plan, commits = found
+            topology, plan, commits, overrides = found
             update, rollout = plan.update_seconds(chip), plan.rollout_seconds(chip)
             state = (plan.param_bytes + plan.optimizer_bytes) / GIB
-            extra = mine[-1]["overrides"] + (
-                []
-                if mine[-1]["prompt_tokens"] == 256
-                else [f"--prompt-tokens={mine[-1]['prompt_tokens']}"]
-            )
-            again = command(config, extra, slice_name(generation, plan.devices))
+            again = command(config, overrides, slice_name(generation, plan.devices))
             lines.append(
                 f"| {config} | {generation} | {plan.devices} chips | "
                 f"{plan.peak_bytes / GIB:.1f} of {chip.hbm_bytes / GIB:.1f} GiB "
