@@ -2,11 +2,14 @@
 
     python benchmarks/update_mfu.py [--preset Qwen/Qwen2.5-1.5B-Instruct] [--rows 64]
         [--prompt 256] [--completion 768] [--micro 4] [--dtype bfloat16] [--repeats 5]
+        [--remat none] [--attention auto] [--logprob-chunk 0]
 
 A random model of the preset's shape, a synthetic rollout batch (rows x (prompt + completion)
-tokens, every completion full length), the real jitted `train_step` on a 1-device mesh. MFU is
-6 x parameters x tokens / step time / the chip's peak (corea_jax.rl.metric_writers.PEAK_FLOPS);
-on a CPU the peak is unknown and only the step time and tokens/s are printed.
+tokens, every completion full length), the real jitted `train_step` on a 1-device mesh
+(float32 master weights, the step computing in --dtype; --remat, --attention and
+--logprob-chunk are `config.compute`). MFU is 6 x parameters x tokens / step time / the chip's
+peak (corea_jax.rl.metric_writers.PEAK_FLOPS); on a CPU the peak is unknown and only the step
+time and tokens/s are printed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from corea_jax.rl import grpo
 from corea_jax.rl.metric_writers import peak_flops_per_chip, train_flops
 from corea_jax.rl.train_step import (
     OptimConfig,
+    UpdateComputeConfig,
     init_train_state,
     jit_train_step,
     make_batch,
@@ -41,6 +45,9 @@ def main():
     parser.add_argument("--micro", type=int, default=4)
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--remat", default="none")  # config.compute (rl.train_step)
+    parser.add_argument("--attention", default="auto")
+    parser.add_argument("--logprob-chunk", type=int, default=0)
     args = parser.parse_args()
 
     cfg = preset(args.preset)
@@ -50,7 +57,11 @@ def main():
     shardings = param_shardings(model, mesh)
     params = jax.device_put(params, shardings)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-6, warmup_steps=0))
-    state, state_shardings = init_train_state(optimizer, params, shardings, mesh)
+    # The trainer's state: float32 master weights and moments, the step computing in --dtype.
+    state, state_shardings = init_train_state(
+        optimizer, params, shardings, mesh, master_dtype="float32"
+    )
+    compute = UpdateComputeConfig(args.remat, args.attention, args.logprob_chunk)
     loss = grpo.LossConfig()
 
     rng = np.random.default_rng(0)
@@ -65,7 +76,7 @@ def main():
     batch_sharding = jax.tree.map(lambda _: replicated, batch)
     step = jit_train_step(
         graphdef, state_shardings, batch_sharding, mesh, optimizer=optimizer, loss_config=loss,
-        micro_batches=args.micro,
+        micro_batches=args.micro, compute_dtype=jnp.dtype(args.dtype), compute=compute,
     )  # fmt: skip
     batch = jax.device_put(batch, batch_sharding)
 
@@ -86,7 +97,7 @@ def main():
     print(
         f"GRPO update: {args.preset} shape ({cfg.num_params() / 1e9:.2f}B params, {args.dtype}), "
         f"{args.rows} rows x {args.prompt}+{args.completion} tokens, {args.micro} micro-batches, "
-        f"device {jax.devices()[0].device_kind}"
+        f"{compute}, device {jax.devices()[0].device_kind}"
     )
     loss_value = float(metrics["loss"])
     print(
