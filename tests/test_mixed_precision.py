@@ -165,8 +165,9 @@ KEEP_GRADS = optax.GradientTransformation(
 def _update(compute):
     mesh = make_mesh((1, 1, 1), jax.devices()[:1])
     state, step, batch = _setup(jnp.float32, KEEP_GRADS, mesh, compute=compute)
+    program = step.lower(state, batch).as_text()
     state, metrics = step(state, batch)
-    return _leaves(state.opt_state), jax.tree.map(float, metrics)
+    return _leaves(state.opt_state), jax.tree.map(float, metrics), program
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +177,9 @@ def plain_update():
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_memory_options_give_the_plain_loss_and_gradients(name, plain_update):
-    plain_grads, plain_metrics = plain_update
-    grads, metrics = _update(OPTIONS[name])
+    plain_grads, plain_metrics, plain_program = plain_update
+    grads, metrics, program = _update(OPTIONS[name])
+    assert program != plain_program  # the option took effect
     for key in ("loss", "grad_norm", "entropy"):
         assert metrics[key] == pytest.approx(plain_metrics[key], rel=PARITY_TOL), key
     for got, want in zip(grads, plain_grads, strict=True):
