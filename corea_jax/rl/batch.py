@@ -102,12 +102,15 @@ def reference_tokens(tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 class ReferencePolicy:
     """The frozen reference policy of the KL penalty (beta > 0): a copy of the initial
-    parameters, made only when it is used (with beta = 0 no reference model exists)."""
+    parameters (in the model's dtype), made only when it is used (with beta = 0 no reference
+    model exists). `logprob_chunk` (`config.compute`) keeps its forward from holding [R, C, V]
+    logits."""
 
-    def __init__(self, graphdef, params):
+    def __init__(self, graphdef, params, logprob_chunk: int = 0):
         self.params = jax.tree.map(jnp.copy, params)
         self._logprobs = jax.jit(
-            functools.partial(completion_logprobs, graphdef), static_argnums=(3,)
+            functools.partial(completion_logprobs, graphdef, logprob_chunk=logprob_chunk),
+            static_argnums=(3,),
         )
 
     def add_logprobs(self, batch: Batch) -> Batch:

@@ -141,7 +141,9 @@ def train_loop(
     policy_params = jax.jit(functools.partial(compute_copy, dtype=compute_dtype))
     if compute_copy(state.params, compute_dtype) is state.params:
         policy_params = lambda p: p  # noqa: E731
-    reference = ReferencePolicy(graphdef, params) if run.loss.beta > 0 else None
+    reference = None
+    if run.loss.beta > 0:
+        reference = ReferencePolicy(graphdef, params, run.compute.logprob_chunk)
     sampler = Sampler.for_tokenizer(model, tokenizer, mesh=mesh)
     prompt_slots = bucket(max(len(p) for p in task.prompts))
     update_fns = StepCache(
