@@ -3,8 +3,9 @@
 - Each update's learning rate follows warm-up then cosine over updates, with warm-up and length
   given in rollout steps (x mu): read off AdamW's parameter change under a constant gradient,
   where Adam's step is exactly lr x sign(g) (relative error ~1e-7, checked at 1e-5).
-- A mu = 2 run killed with SIGKILL and resumed ends bitwise equal to the uninterrupted run, and
-  its checkpoints record rollout steps and updates apart (updates = 2 x steps).
+- A mu = 2 run killed with SIGKILL and resumed ends bitwise equal to the uninterrupted run, its
+  checkpoints record rollout steps and updates apart (updates = 2 x steps), and its
+  metrics.jsonl logs each step's learning rate (that of its last update) on the same schedule.
 """
 
 import json
@@ -26,12 +27,12 @@ from corea_jax.rl.train_step import OptimConfig, make_optimizer
 LR = 0.5
 
 
-def _expected_rate(u, *, mu, warmup_steps, total_steps):
+def _expected_rate(u, *, mu, warmup_steps, total_steps, lr=LR):
     """The rate of update u (0-based), written out: rollout step s = u / mu of the run."""
     warmup, total = warmup_steps * mu, total_steps * mu
     if u < warmup:
-        return LR * u / warmup
-    return LR * 0.5 * (1 + math.cos(math.pi * (u - warmup) / (total - warmup)))
+        return lr * u / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (u - warmup) / (total - warmup)))
 
 
 @pytest.mark.parametrize("mu", [1, 2, 3])
@@ -84,8 +85,12 @@ def test_killed_mu2_run_resumes_to_the_same_parameters(tmp_path):
     assert any(not np.array_equal(initial[k], straight[k]) for k in initial)
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
-    steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5]
+    lines = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4, 5]
+    # The logged rate is that of each step's last update, 2 s - 1.
+    want = [_expected_rate(2 * s - 1, mu=2, warmup_steps=2, total_steps=5, lr=3e-3)
+            for s in range(1, 6)]  # fmt: skip
+    np.testing.assert_allclose([x["learning_rate"] for x in lines], want, rtol=1e-5)
     meta = json.loads((killed / "checkpoints" / "5" / "meta" / "metadata").read_text())
     assert (meta["step"], meta["updates"], meta["data_position"]) == (5, 10, 10)
     # A resume with another mu would change the schedule: refused, naming the key.

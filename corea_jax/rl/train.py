@@ -63,6 +63,7 @@ from corea_jax.rl.train_step import (
     Batch,
     compute_copy,
     init_train_state,
+    learning_rate_schedule,
     make_batch,
     make_optimizer,
 )
@@ -132,6 +133,7 @@ def train_loop(
     optimizer = make_optimizer(
         run.optim, total_steps=cfg.steps, updates_per_step=cfg.num_iterations
     )
+    schedule = learning_rate_schedule(run.optim, cfg.steps, cfg.num_iterations)
     state, state_shardings = init_train_state(
         optimizer, params, jax.tree.map(lambda x: x.sharding, params), mesh,
         master_dtype=run.optim.master_dtype,
@@ -215,6 +217,8 @@ def train_loop(
                         )
                 t2 = time.perf_counter()
                 metrics.update({k: float(v) for k, v in update_metrics.items()})
+                # The rate of this step's last update (the schedule counts updates).
+                metrics["learning_rate"] = float(schedule((step + 1) * cfg.num_iterations - 1))
                 metrics.update({"step": step + 1, "time/update": t2 - t1, "time/step": t2 - t0})
                 if peak is not None:
                     flops = train_flops(num_params, batch_tokens * cfg.num_iterations)

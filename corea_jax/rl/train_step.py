@@ -153,9 +153,21 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer of `cfg`. `total_steps` (the run's `train.steps`) is the cosine's length in
     rollout steps; `updates_per_step` (`train.num_iterations`) the updates each one applies.
+    The schedule: `learning_rate_schedule`."""
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adamw(
+            learning_rate_schedule(cfg, total_steps, updates_per_step), b1=cfg.b1, b2=cfg.b2,
+            eps=cfg.eps, weight_decay=cfg.weight_decay,
+        ),
+    )  # fmt: skip
 
-    The schedule is a function of the update count (optax's, in the optimizer state): warm-up
-    over `warmup_steps x updates_per_step` updates, decay over `total_steps x
+
+def learning_rate_schedule(
+    cfg: OptimConfig, total_steps: int = 1000, updates_per_step: int = 1
+) -> optax.Schedule:
+    """The learning rate as a function of the update count (optax's, in the optimizer state):
+    warm-up over `warmup_steps x updates_per_step` updates, decay over `total_steps x
     updates_per_step`, so update u of a run sees the rate of rollout step u / updates_per_step.
     """
     warmup = cfg.warmup_steps * updates_per_step
@@ -179,10 +191,7 @@ def make_optimizer(
         )
     else:
         schedule = optax.constant_schedule(cfg.learning_rate)
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay),
-    )
+    return schedule
 
 
 def compute_copy(params, dtype):
