@@ -3,7 +3,8 @@
   rewards.py          reward kernels and presets over [B, G] (RewardConfig, RewardPresetConfig)
   advantages.py       group-relative advantages (AdvantageConfig)
   grpo.py             the clipped loss, KL to a reference, loss weights (LossConfig)
-  train_step.py       the jitted update: TrainState, Batch, make_batch, OptimConfig
+  train_step.py       the jitted update: TrainState (float32 master copy), Batch, make_batch,
+                      OptimConfig, UpdateComputeConfig (config.compute), the schedule
   config.py           TrainConfig and RunConfig: one dataclass per config section
   rollout.py          RolloutConfig, Task, sample_groups: prompts -> G completions each, as texts
   rollout_rewards.py  texts -> scores (corea_jax.scoring.score) -> rewards, advantages, metrics
