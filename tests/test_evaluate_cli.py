@@ -63,8 +63,13 @@ def test_scores_rows_and_writes_metrics(tmp_path, capsys):
     for key in ("ece", "ece_equal_mass", "auroc", "reliability", "confidence_histogram"):
         assert key in m
     assert sum(m["confidence_histogram"]["counts"]) == 6
+    for name in ("pass@1", "ece", "brier", "auroc"):  # bootstrap over the 3 questions
+        iv = m["intervals"][name]
+        assert set(iv) == {"point", "low", "high", "level"} and iv["level"] == 0.95
+    assert m["intervals"]["pass@1"]["point"] == pytest.approx(0.5)
+    assert 0.0 <= m["intervals"]["pass@1"]["low"] <= 0.5 <= m["intervals"]["pass@1"]["high"] <= 1
     stdout = capsys.readouterr().out
-    assert "pass@1 0.5000" in stdout and "metrics.json" in stdout
+    assert "pass@1 0.5000" in stdout and "metrics.json" in stdout and "95% intervals" in stdout
 
 
 def test_default_output_dir_and_worker_processes(tmp_path):

@@ -71,3 +71,29 @@ def test_verdicts_need_the_whole_interval():
     assert verdict(Interval(0.5, 0.4, 0.6), low=0.3, high=0.7) == "met"
     assert verdict(Interval(0.5, math.nan, math.nan), low=0.0) == "not resolved"
     assert Interval(0.1234, 0.1, 0.15).format(scale=100, digits=1) == "12.3 [10.0, 15.0]"
+
+
+def test_calibration_intervals_match_the_metrics_and_resample_questions():
+    from corea_jax.scoring import metrics
+    from corea_jax.scoring.stats import calibration_intervals
+
+    rng = np.random.default_rng(4)
+    conf = rng.random(600).astype(np.float32)
+    correct = rng.random(600) < conf  # calibrated by construction
+    out = calibration_intervals(correct, conf, n_boot=500)
+    assert out["pass@1"].point == pytest.approx(correct.mean())
+    assert out["ece"].point == pytest.approx(
+        float(metrics.expected_calibration_error(conf, correct))
+    )
+    assert out["auroc"].point == pytest.approx(float(metrics.auroc(conf, correct)), abs=1e-6)
+    for name in ("pass@1", "brier", "auroc"):
+        assert out[name].low <= out[name].point <= out[name].high
+    assert out["ece"].high > out["ece"].point  # resampling biases ECE upward (module docstring)
+    # Three samples per question that always agree: resampling questions (not rows) gives the
+    # honest, wider interval of 200 questions rather than of 600 independent rows.
+    per_q = rng.random(200) < 0.5
+    rows = np.repeat(per_q, 3)
+    ids = np.repeat(np.arange(200), 3)
+    naive = calibration_intervals(rows, np.full(600, 0.5), n_boot=500)["pass@1"]
+    clustered = calibration_intervals(rows, np.full(600, 0.5), clusters=ids, n_boot=500)["pass@1"]
+    assert (clustered.high - clustered.low) > 1.4 * (naive.high - naive.low)

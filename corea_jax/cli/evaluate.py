@@ -12,10 +12,11 @@ cascade: a choice question (kind "choice", or with choices) reads its answer as 
 Writes DIR/scored.jsonl, one row per input line: id, correct, answer, confidence,
 confidence_valid, format_ok, format_reason, grade_method, grade_reason; and DIR/metrics.json:
 pass@1 (and pass@k when every id has the same number of samples), format rate, ECE (equal width
-and equal mass), Brier, AUROC (or why it is undefined), reliability bins and a confidence
-histogram. An invalid confidence counts as --invalid-confidence (default 0, i.e. defer).
-DIR defaults to FILE without `.jsonl` plus `.eval`. A bad input row stops the run with an error
-that names its line.
+and equal mass), Brier, AUROC (or why it is undefined), reliability bins, a confidence
+histogram, and `intervals`: 95% bootstrap intervals over questions for pass@1, ECE, Brier and
+AUROC (`corea_jax.scoring.stats`; the samples of one id are resampled together). An invalid
+confidence counts as --invalid-confidence (default 0, i.e. defer). DIR defaults to FILE without
+`.jsonl` plus `.eval`. A bad input row stops the run with an error that names its line.
 
   corea-jax evaluate --config=configs/FILE.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
-from corea_jax.scoring import grading, metrics, parsing
+from corea_jax.scoring import grading, metrics, parsing, stats
 from corea_jax.scoring.grading import GradingConfig
 from corea_jax.scoring.grading_workers import Grader
 from corea_jax.scoring.score import ScoreItem, score_texts
@@ -154,6 +155,15 @@ def summarize(scored: list[dict], n_bins: int, invalid_confidence: float) -> dic
         table = np.array(list(groups.values()), np.float32)  # [B, G]
         ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n} | {n})
         summary["pass@k"] = {str(k): float(np.mean(metrics.pass_at_k(table, k))) for k in ks}
+    ids = {key: i for i, key in enumerate(groups)}
+    intervals = stats.calibration_intervals(
+        correct,
+        np.where(valid, conf, invalid_confidence),
+        clusters=np.array([ids[s["id"]] for s in scored]),
+        n_bins=n_bins,
+    )
+    # 95% bootstrap intervals over questions (the samples of one id move together)
+    summary["intervals"] = {name: iv.to_dict() for name, iv in intervals.items()}
     summary["grade_methods"] = dict(Counter(s["grade_method"] for s in scored))
     summary["format_reasons"] = dict(
         Counter(s["format_reason"] for s in scored if s["format_reason"])
@@ -203,6 +213,14 @@ def run(args) -> int:
         f"ECE {fmt_num(summary['ece'])}, Brier {fmt_num(summary['brier'])}, "
         f"AUROC {fmt_num(summary['auroc'])}"
         + (f" ({summary['auroc_reason']})" if summary["auroc_reason"] else "")
+    )
+    iv = summary["intervals"]
+    print(
+        "95% intervals over questions: "
+        + ", ".join(
+            f"{name} [{fmt_num(iv[name]['low'])}, {fmt_num(iv[name]['high'])}]"
+            for name in ("pass@1", "ece", "brier", "auroc")
+        )
     )
     print(f"wrote {out_dir / 'scored.jsonl'} and {out_dir / 'metrics.json'}")
     return 0
