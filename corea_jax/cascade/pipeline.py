@@ -44,6 +44,7 @@ import numpy as np
 from corea_jax.cascade import fixed, report
 from corea_jax.cascade.cache import redact_url
 from corea_jax.cascade.cost import Price
+from corea_jax.cascade.intervals import choice_intervals
 from corea_jax.cascade.llm_answers import answer_with_llm
 from corea_jax.cascade.settings import CascadeConfig
 from corea_jax.cascade.slm_answers import SLMAnswerer, load_questions, slm_model_dir
@@ -59,6 +60,7 @@ from corea_jax.cascade.sweep import (
 from corea_jax.errors import CoreaError
 from corea_jax.scoring.metrics import auroc, calibration_summary
 from corea_jax.scoring.score import ScoreItem, score_texts
+from corea_jax.scoring.stats import calibration_intervals
 
 SIGNALS = ("verbalized", "avgprob")
 _GRADE_KEYS = ("answer", "confidence", "format_ok", "format_reason", "correct", "grade_method")
@@ -239,6 +241,13 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
     entry = {"n": len(rows), "n_calibration": int(mask.sum()), "signals": {}}
     entry["slm_metrics"] = _calibration(slm_rows, cfg.report.bins, invalid)
     entry["slm_metrics"].pop("reliability")
+    slm_conf = _confidences(rows)
+    entry["slm_intervals"] = {
+        name: iv.to_dict()
+        for name, iv in calibration_intervals(
+            correct, np.where(np.isnan(slm_conf), invalid, slm_conf), n_bins=cfg.report.bins
+        ).items()
+    }
     signals, reliability = {}, {}
     for signal in SIGNALS:
         conf = _confidences(rows, "confidence" if signal == "verbalized" else "avgprob")
@@ -278,6 +287,7 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
                     "note": c.note,
                     "calibration": c.calibration.as_dict(),
                     "test": c.test.as_dict(),
+                    "test_intervals": choice_intervals(test, c.tau, invalid, seed=tau.seed),
                 }
                 for c in choices
             ],  # fmt: skip

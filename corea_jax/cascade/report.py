@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from corea_jax.atomic_files import atomic_path, replace_dir, write_atomic
+from corea_jax.cascade.intervals import interval_line
 from corea_jax.cascade.sweep import CascadeData, OperatingPoint, Sweep, TauChoice, sweep_thresholds
 
 
@@ -322,6 +323,12 @@ def cascade_markdown(result) -> str:
     for group, g in result.groups.items():
         for signal, s in g.signals.items():
             md.append(summary_table(s.sweep, s.choices, f"{group}: {signal} confidence"))
+            md.append("95% intervals on the test split (bootstrap over questions):")
+            md += [
+                interval_line(c["rule"], c["test_intervals"])
+                for c in g.entry["signals"][signal]["choices"]
+            ]
+            md.append("")
         md += [
             f"![{group}: pass@1, cost, LLM% vs tau](report/{group}/pass_cost_llm_vs_tau.png) "
             f"![{group}: pass@1 vs cost](report/{group}/pass_vs_cost.png) "
