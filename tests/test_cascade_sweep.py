@@ -205,3 +205,14 @@ def test_mean_token_probability_hand_values_and_jit():
     assert np.asarray(jitted(logprobs, mask))[:2] == pytest.approx(arith[:2])
     with pytest.raises(CoreaError, match="kind"):
         mean_token_probability(logprobs, mask, kind="median")
+
+
+def test_calibration_mask_keeps_a_repeated_problem_on_one_side():
+    ids = [f"q{i}" for i in range(60)]
+    problems = [f"problem {i % 13}" for i in range(60)]  # 13 problems, each asked 4-5 times
+    mask = calibration_mask(ids, 0.5, seed=1, problems=problems)
+    cal = {p for p, m in zip(problems, mask, strict=True) if m}
+    test = {p for p, m in zip(problems, mask, strict=True) if not m}
+    assert cal and test and not cal & test
+    assert abs(mask.sum() - 30) <= 5  # about half the questions, whole problems at a time
+    assert np.array_equal(mask, calibration_mask(ids, 0.5, seed=1, problems=problems))

@@ -15,7 +15,8 @@ step 1 alone; `run` is all of it, as compute then render:
    in this run's report.
 3. `question_rows` (pure): costs, tokens x the price table (`CascadeConfig.price_table`), the
    SLM priced as `slm.price_name` on every question, and each question's split
-   (`calibration_mask`: `tau.calibration_fraction` of the questions by a seeded hash of its id).
+   (`calibration_mask`: `tau.calibration_fraction` of the questions by a seeded hash of its
+   problem text, so a problem asked twice is on one side only).
 4. `summarize` (pure): per group (each dataset, and "all" pooled when there are several), per
    confidence signal ("verbalized", and "avgprob": the SLM's mean token probability), tau chosen
    on the calibration split by each rule of `tau.rules` and reported on the test split with the
@@ -57,6 +58,7 @@ from corea_jax.cascade.sweep import (
     select_tau,
     sweep_thresholds,
 )
+from corea_jax.data.splits import question_key
 from corea_jax.errors import CoreaError
 from corea_jax.scoring.metrics import auroc, calibration_summary
 from corea_jax.scoring.score import ScoreItem, score_texts
@@ -123,7 +125,12 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
     rows = []
     for name, (records, _) in questions.items():
         tau = cfg.tau
-        mask = calibration_mask([r.id for r in records], tau.calibration_fraction, tau.seed)
+        mask = calibration_mask(
+            [r.id for r in records],
+            tau.calibration_fraction,
+            tau.seed,
+            problems=[question_key(r.question) for r in records],
+        )
         if mask.all() or not mask.any():
             raise CoreaError(
                 f"datasets.{name}: {len(records)} questions cannot be split into calibration "

@@ -24,8 +24,8 @@ Where this departs from (or fills in) the paper:
   `max_drop_points` (default 2.0 percentage points [open]) of LLM-only; "budget" takes the best
   pass@1 whose average cost is within `budget` (dollars per question, or a fraction of the
   LLM-only cost with `relative=True`). The chosen tau is then reported on the test split.
-- `calibration_mask` splits questions by a seeded hash of their ids (default half [open]), so the
-  split does not depend on row order.
+- `calibration_mask` splits questions by a seeded hash of their problem text (default half
+  [open]): a problem asked twice is on one side only, and the split does not depend on row order.
 - `mean_token_probability` is the AvgProb baseline's confidence: the arithmetic mean of the
   per-token probabilities of the completion (default [open]; `kind="geometric"` gives
   exp(mean log-prob)).
@@ -335,20 +335,41 @@ def report_on_test(
     return dataclasses.replace(choice, test=evaluate_tau(test, choice.tau, invalid_confidence))
 
 
-def calibration_mask(ids: Sequence[str], fraction: float = 0.5, seed: int = 0) -> np.ndarray:
-    """Boolean [Q]: True for the `round(fraction * Q)` questions forming the calibration split.
+def calibration_mask(
+    ids: Sequence[str],
+    fraction: float = 0.5,
+    seed: int = 0,
+    problems: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Boolean [Q]: True for the questions forming the calibration split (about
+    `fraction * Q` of them).
 
-    Questions are ranked by sha256(f"{seed}|{id}"), so a question's side depends on its id and
-    the seed only, never on row order.
+    Whole *problems* are ranked by sha256(f"{seed}|{problem}") and taken in that order until
+    `round(fraction * Q)` questions are on the calibration side, so two questions with the same
+    problem text (`problems`, e.g. `corea_jax.data.question_key` of each question; default:
+    the ids, every question its own problem) are always on the same side: tau is never chosen
+    on a problem it is then tested on. A side depends on the problem and the seed only, never
+    on row order.
     """
     if not 0.0 < fraction < 1.0:
         raise CoreaError(f"calibration fraction {fraction}: must be strictly between 0 and 1")
     keys = [str(i) for i in ids]
     if len(set(keys)) != len(keys):
         raise CoreaError("calibration_mask: question ids are not unique")
-    ranks = np.argsort([hashlib.sha256(f"{seed}|{k}".encode()).hexdigest() for k in keys])
+    groups = keys if problems is None else [str(p) for p in problems]
+    if len(groups) != len(keys):
+        raise CoreaError(f"calibration_mask: {len(groups)} problems for {len(keys)} questions")
+    by_problem: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_problem.setdefault(g, []).append(i)
+    order = sorted(by_problem, key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())
     mask = np.zeros(len(keys), bool)
-    mask[ranks[: int(round(fraction * len(keys)))]] = True
+    target, taken = int(round(fraction * len(keys))), 0
+    for g in order:
+        if taken >= target:
+            break
+        mask[by_problem[g]] = True
+        taken += len(by_problem[g])
     return mask
 
 
