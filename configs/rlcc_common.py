@@ -27,8 +27,9 @@ A relative default would resolve against whatever directory each TPU worker or S
 starts in, and a default pointing at the small subset would train on the wrong data without a
 word; left empty, the trainer refuses with `data.path: needed for data.source='deepmath'`.
 
-`model.hf_id` records which checkpoint the run is for (it lands in WORKDIR/config.json); the
-trainer does not read it yet.
+`model.hf_id` names the checkpoint the run is for: the trainer refuses a `model.path` whose
+config.json is another architecture (`corea_jax.models.check_preset`), before loading it, and
+`corea-jax plan` sizes the run from the preset.
 """
 
 import ml_collections

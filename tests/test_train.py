@@ -194,3 +194,18 @@ def test_missing_data_path_fails_before_any_model_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"corea-jax: error: data.path: {tmp_path}/no: no such file or directory"
     assert not (tmp_path / "w").exists()
+
+
+def test_a_checkpoint_that_is_not_the_configs_model_is_refused_before_loading(
+    tmp_path, capsys, shared_data
+):
+    from tiny_models import make_jax_checkpoint
+
+    model_dir = make_jax_checkpoint("qwen2", tmp_path / "tiny")
+    data = shared_data / "deepmath" / "deepmath103k_subset.jsonl"
+    args = ["train", "--config=configs/rlcc_qwen7b.py:corea", f"--workdir={tmp_path}/w",
+            f"--config.model.path={model_dir}", f"--config.data.path={data}"]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("corea-jax: error: model.hf_id='Qwen/Qwen2.5-7B-Instruct': ")
+    assert "config.json has" in err and len(err.splitlines()) == 1

@@ -48,7 +48,7 @@ from jax.sharding import Mesh
 from corea_jax.atomic_files import write_atomic
 from corea_jax.data.pipeline import index_batches
 from corea_jax.errors import CoreaError
-from corea_jax.models import load_model, load_tokenizer, save_model
+from corea_jax.models import ModelConfig, check_preset, load_model, load_tokenizer, save_model
 from corea_jax.models.scratch import ScratchModel, build_scratch_model
 from corea_jax.parallel.sharding import make_mesh, put_global, to_host
 from corea_jax.rl import checkpoint as ckpt
@@ -281,6 +281,10 @@ def run(config, workdir: str | Path) -> Path:
     check_data_source(config.data)  # before a large checkpoint is loaded
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = model_directory(config.model, config.data, workdir)
+    hf_id = config.model.get("hf_id", "")
+    if hf_id and not config.model.scratch.enabled:  # the checkpoint the run says it trains
+        config_json = Path(model_dir) / "config.json"
+        check_preset(hf_id, ModelConfig.from_hf_config(config_json), str(config_json))
     mesh = make_mesh(tuple(config.mesh.shape))
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, dtype=jnp.dtype(config.model.dtype), mesh=mesh)
