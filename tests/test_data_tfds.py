@@ -52,7 +52,8 @@ def test_benchmark_round_trips_through_array_record(name, built, shared_data):
     expected = read_dataset(name, shared_data / name).records
     assert len(source) == len(expected)
     assert as_set(source[:]) == as_set(expected)
-    assert list((built / "corea_data" / name / "1.0.0").glob("*.array_record-*"))
+    version = str(CoreaData.VERSION)
+    assert list((built / "corea_data" / name / version).glob("*.array_record-*"))
 
 
 def test_deepmath_splits_are_the_documented_split(built, shared_data):
@@ -62,6 +63,8 @@ def test_deepmath_splits_are_the_documented_split(built, shared_data):
     assert (len(train), len(test)) == (2821, 500)  # train side of the 3,996-row subset (70% share)
     assert as_set(train[:]) == as_set(split.train)
     assert as_set(test[:]) == as_set(split.test)
+    validation = record_source("deepmath", "validation", data_dir=built)
+    assert as_set(validation[:]) == as_set(split.validation)
 
 
 def test_builds_and_loads_without_tensorflow(built):

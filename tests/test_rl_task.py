@@ -95,3 +95,15 @@ def test_file_sources_need_an_existing_path(tmp_path):
 def test_scratch_texts_cover_questions_and_traces():
     texts = scratch_texts(_data())
     assert len(texts) == 12 * 4 and texts[12 + 1].endswith("<confidence>0.50</confidence>")
+
+
+def test_deepmath_evaluates_on_the_validation_side_never_the_test_side(tokenizer, shared_data):
+    from corea_jax.data.splits import side_of
+
+    path = shared_data / "deepmath" / "deepmath103k_subset.jsonl"
+    data = _data(source="deepmath", path=str(path), train_size=50)
+    records = {r.answer + "|" + r.question: r for r in read_dataset("deepmath", path).records}
+    by_prompt = {tuple(encode_prompt(r, tokenizer, PromptTemplates())): r for r in records.values()}
+    for split, side in (("train", "train"), ("eval", "validation")):
+        task = _build(data, tokenizer, split)
+        assert all(side_of(by_prompt[tuple(p)].question) == side for p in task.prompts)

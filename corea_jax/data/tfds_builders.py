@@ -1,7 +1,8 @@
 """TFDS builders for every dataset, built from local files into array_record (no TensorFlow).
 
 One `GeneratorBasedBuilder`, `CoreaData` (TFDS name "corea_data"), with one config per dataset:
-"deepmath" (splits "train" = DeepMath16K-style and "test" = DeepMath500-style, see `splits.py`),
+"deepmath" (splits "train" = DeepMath16K-style, "validation" (tuning, in-training evaluation) and
+"test" = DeepMath500-style, see `splits.py`),
 "math500", "gsm8k", "olympiadbench", "aime24", "amc23", "commonsenseqa", "gpqa" (split "test"),
 and "synthetic" (splits "train", "calibration", "test"; generated, no files).
 
@@ -78,8 +79,11 @@ def _features() -> tfds.features.FeaturesDict:
 class CoreaData(tfds.core.GeneratorBasedBuilder):
     """COREA's benchmarks and synthetic task as TFDS datasets (see the module docstring)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "1.1.0": "DeepMath: sides by a hash threshold on each question; a validation split.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Put the dataset's files (as in shared/data/<dataset>/ or a Hugging Face snapshot) in a "
         "directory and pass it as the manual directory; nothing is downloaded."
@@ -134,6 +138,7 @@ class CoreaData(tfds.core.GeneratorBasedBuilder):
             )
             return {
                 "train": self._generate_examples(split.train),
+                "validation": self._generate_examples(split.validation),
                 "test": self._generate_examples(split.test),
             }
         return {"test": self._generate_examples(result.records)}

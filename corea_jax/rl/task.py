@@ -6,8 +6,9 @@ see `corea_jax.data.tfds_builders.prepare`), which holds the same records in TFD
 (so a run from it sees another data order than a run from the files).
 
 Splits. Synthetic: "eval" is its "calibration" split of `eval_size` questions. DeepMath: "eval"
-is the DeepMath500 side of our split (TFDS: its "test" split). Other sources: the first
-`eval_size` records (point `data.path` at a held-out file).
+is the first `eval_size` questions of the *validation* side of our split (TFDS: its
+"validation" split), never DeepMath500 (the test side), so nothing is tuned by watching the test
+questions. Other sources: the first `eval_size` records (point `data.path` at a held-out file).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def check_data_source(data) -> None:
 
 
 # The TFDS splits a run trains and evaluates on; the other datasets have one ("test").
-TFDS_SPLITS = {"synthetic": ("train", "calibration"), "deepmath": ("train", "test")}
+TFDS_SPLITS = {"synthetic": ("train", "calibration"), "deepmath": ("train", "validation")}
 
 
 def _tfds_records(data, split: str, eval_size: int) -> list:
@@ -47,7 +48,7 @@ def _tfds_records(data, split: str, eval_size: int) -> list:
     records = list(record_source(data.source, name, data_dir=data.tfds_dir))
     if split == "train":
         return records[: data.train_size] if data.source == "synthetic" else records
-    return records if data.source == "deepmath" else records[:eval_size]
+    return records[:eval_size]
 
 
 def build_task(
@@ -84,7 +85,7 @@ def build_task(
         records = read_dataset(data.source, data.path).records
         if data.source == "deepmath":
             parts = deepmath_split(records, train_size=data.train_size)
-            records = parts.train if split == "train" else parts.test
+            records = parts.train if split == "train" else parts.validation[:eval_size]
         elif split != "train":
             records = records[:eval_size]
         templates = prompt_lib.PromptTemplates()
