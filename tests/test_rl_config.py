@@ -34,7 +34,7 @@ def test_a_misspelt_key_or_a_bad_mode_names_the_section():
     c = base_config()
     c.unlock()
     c.train.sft_confidense = 0.5
-    with pytest.raises(CoreaError, match="config.train: .*sft_confidense"):
+    with pytest.raises(CoreaError, match="unknown config key train.sft_confidense"):
         RunConfig.from_config(c)
     with pytest.raises(CoreaError, match="train.mode 'ppo'"):
         TrainConfig(mode="ppo")

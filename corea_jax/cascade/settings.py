@@ -28,6 +28,7 @@ from corea_jax.cascade.slm_answers import QuestionSource, ScratchConfig, SLMConf
 from corea_jax.cascade.sweep import TAU_RULES
 from corea_jax.errors import CoreaError
 from corea_jax.scoring.grading import GradingConfig
+from corea_jax.sections import build_section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,13 +178,7 @@ class CascadeConfig:
 
 
 def _build(cls, section: Mapping, where: str):
-    """`cls(**section)`, with an unknown key named as `where.KEY`."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - fields)
-    if unknown:
-        keys = ", ".join(f"{where}.{k}" for k in unknown)
-        raise CoreaError(f"unknown config key {keys} (known: {sorted(fields - {'name'})})")
+    """`cls(**section)` (`build_section`), the SLM's nested `scratch` section built first."""
     if cls is SLMConfig and "scratch" in section:
-        scratch = _build(ScratchConfig, section["scratch"], "slm.scratch")
-        section = {**section, "scratch": scratch}
-    return cls(**section)
+        section = {**section, "scratch": _build(ScratchConfig, section["scratch"], "slm.scratch")}
+    return build_section(cls, section, where, hidden=frozenset({"name"}))

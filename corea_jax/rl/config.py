@@ -26,6 +26,7 @@ from corea_jax.rl.grpo import LossConfig
 from corea_jax.rl.rewards import RewardPresetConfig
 from corea_jax.rl.rollout import RolloutConfig
 from corea_jax.rl.train_step import OptimConfig, UpdateComputeConfig
+from corea_jax.sections import build_section
 
 MODES = ("grpo", "sft")
 
@@ -76,13 +77,12 @@ class RunConfig:
     @classmethod
     def from_config(cls, config) -> RunConfig:
         """Each section built as `Cls(**section)`: a misspelt key is an error naming it."""
-        sections = {}
-        for name, section_cls in SECTIONS.items():
-            try:
-                sections[name] = section_cls(**config[name].to_dict())
-            except TypeError as e:
-                raise CoreaError(f"config.{name}: {e}") from e
-        return cls(**sections)
+        return cls(
+            **{
+                name: build_section(section_cls, config[name].to_dict(), name)
+                for name, section_cls in SECTIONS.items()
+            }
+        )
 
 
 SECTIONS = {

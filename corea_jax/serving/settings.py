@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 from corea_jax.cascade import DEFAULT_PRICES, LLMConfig, PriceTable
 from corea_jax.errors import CoreaError
+from corea_jax.sections import build_section
 from corea_jax.serving.engine import EngineConfig
 from corea_jax.serving.protocol import Limits
 
@@ -140,20 +140,10 @@ class ServeConfig:
         unknown = sorted(set(c) - set(sections) - {"prices"})
         if unknown:
             raise CoreaError(f"unknown config key {unknown[0]} (known: {sorted(sections)})")
-        kwargs = {name: _build(s, c.get(name) or {}, name) for name, s in sections.items()}
+        kwargs = {name: build_section(s, c.get(name) or {}, name) for name, s in sections.items()}
         kwargs["prices"] = tuple(tuple(e) for e in c.get("prices", ()))
         return cls(**kwargs)
 
     def price_table(self) -> PriceTable:
         extra = {str(e[0]): (e[1], e[2]) for e in self.prices}
         return PriceTable({**DEFAULT_PRICES, **PriceTable.from_dict(extra, source="prices").prices})
-
-
-def _build(cls, section: Mapping, where: str):
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - fields)
-    if unknown:
-        keys = ", ".join(f"{where}.{k}" for k in unknown)
-        raise CoreaError(f"unknown config key {keys} (known: {sorted(fields)})")
-    section = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
-    return cls(**section)
