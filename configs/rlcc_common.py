@@ -58,6 +58,12 @@ def rlcc_config(hf_id: str, preset: str, **optim) -> ml_collections.ConfigDict:
     c.model.hf_id = hf_id
     c.reward.preset = preset
     c.optim.update(optim)
+    # What `corea-jax plan` needed for the paper runs to fit (README "Will it fit?"): each
+    # decoder layer rematerialised in the update, and log-probs in chunks of 256 completion
+    # tokens so [rows, 2048, 152k] float32 logits never exist. The `,smoke` variants keep
+    # both, so the CPU runs exercise the same update options on their tiny model.
+    c.compute.remat = "full"
+    c.compute.logprob_chunk = 256
     return c
 
 
