@@ -21,7 +21,7 @@ Two keys have no default, on purpose:
   data.path   DeepMath-103K: its HF dataset directory (`data/train-*.parquet`), or any JSONL
               with `question` and `final_answer` fields. corea_jax.data.deepmath_split puts
               each question on a side by a hash of its text; DeepMath16K is the first 16,000
-              train-side questions (the 3,996-row subset in shared/data has 2,821), DeepMath500
+              train-side questions (the 3,996-row subset in shared/data has 2,787), DeepMath500
               the first 500 test-side ones, whichever file is read.
 A relative default would resolve against whatever directory each TPU worker or SLURM task
 starts in, and a default pointing at the small subset would train on the wrong data without a

@@ -216,3 +216,17 @@ def test_calibration_mask_keeps_a_repeated_problem_on_one_side():
     assert cal and test and not cal & test
     assert abs(mask.sum() - 30) <= 5  # about half the questions, whole problems at a time
     assert np.array_equal(mask, calibration_mask(ids, 0.5, seed=1, problems=problems))
+
+
+def test_calibration_mask_is_unrelated_to_the_simulated_llms_draws():
+    """Both hash the question with the same seed; unsalted, the calibration half was exactly
+    the questions the simulated LLM gets right (LLM pass@1 1.0 there, 0.7 on the test half)."""
+    from corea_jax.testing.simulated_llm import gold_answer_policy
+
+    questions = [f"[steps 1, digits 2] What is {i} + {i + 7}?" for i in range(400)]
+    policy = gold_answer_policy({q: (str(2 * i + 7), "numeric", 0) for i, q in
+                                 enumerate(questions)}, accuracy=0.7, seed=0)  # fmt: skip
+    answer = lambda q: policy([{"role": "user", "content": q}], None)[0]  # noqa: E731
+    right = np.array([f">{2 * i + 7}<" in answer(q) for i, q in enumerate(questions)])
+    mask = calibration_mask([f"q{i}" for i in range(400)], 0.5, seed=0, problems=questions)
+    assert abs(right[mask].mean() - right[~mask].mean()) < 0.12

@@ -362,7 +362,11 @@ def calibration_mask(
     by_problem: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
         by_problem.setdefault(g, []).append(i)
-    order = sorted(by_problem, key=lambda g: hashlib.sha256(f"{seed}|{g}".encode()).hexdigest())
+    # The salt keeps this hash unrelated to every other seeded hash of the same text (the
+    # simulated LLM's right/wrong draw is sha256(f"{seed}|{question}"): unsalted, the split
+    # put exactly the questions it gets right on the calibration side).
+    salted = lambda g: hashlib.sha256(f"corea-calibration|{seed}|{g}".encode()).hexdigest()  # noqa: E731
+    order = sorted(by_problem, key=salted)
     mask = np.zeros(len(keys), bool)
     target, taken = int(round(fraction * len(keys))), 0
     for g in order:

@@ -5,7 +5,7 @@ The paper trains on "DeepMath16K" (about 16K questions from DeepMath-103K) and t
 
   1. A question is identified by its normalised text (`question_key`: Unicode NFKC, runs of
      whitespace collapsed, ends stripped); duplicates keep their first occurrence.
-  2. Its *side* is decided by `u = sha256(f"{seed}|{key}")` read as a number in [0, 1): test
+  2. Its *side* is decided by `u = sha256(f"corea-split|{seed}|{key}")` in [0, 1): test
      when u < test, calibration when u < test + calibration, validation when below the next
      threshold, train otherwise (`SplitConfig`, default 15% / 10% / 5% / 70%). No rank and no
      row id takes part, so a question is on the same side whichever file, subset, shard or
@@ -44,7 +44,9 @@ def question_key(question: str) -> str:
 
 def hash_unit(seed: int, key: str) -> float:
     """A seeded, platform-independent pseudo-random number in [0, 1) for `key`."""
-    digest = hashlib.sha256(f"{seed}|{key}".encode()).digest()
+    # Salted, so it is unrelated to any other seeded hash of the same text (e.g. the simulated
+    # LLM's right/wrong draw, sha256(f"{seed}|{question}")).
+    digest = hashlib.sha256(f"corea-split|{seed}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
