@@ -10,16 +10,12 @@
 
 import json
 import math
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import SMOKE, _env, _params, _train
+from test_train import kill_and_resume
 
 from corea_jax.rl import checkpoint as ckpt
 from corea_jax.rl.train_step import OptimConfig, make_optimizer
@@ -62,29 +58,7 @@ def test_killed_mu2_run_resumes_to_the_same_parameters(tmp_path):
               "--config.train.eval_every=0", "--config.optim.learning_rate=3e-3",
               "--config.optim.schedule=cosine", "--config.optim.warmup_steps=2",
               "--config.reward.extra_term=reward_terms:length_bonus"]  # fmt: skip
-    assert _train(tmp_path / "straight", *common) == 0
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "corea_jax", "train", f"--config={SMOKE}", f"--workdir={killed}",
-         *common],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        ckpts = killed / "checkpoints"
-        if ckpts.exists() and any(p.name == "3" for p in ckpts.iterdir()):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "export").exists()
-    assert _train(killed, *common) == 0
-    straight, resumed = _params(tmp_path / "straight" / "export"), _params(killed / "export")
-    initial = _params(killed / "initial_model")
-    assert any(not np.array_equal(initial[k], straight[k]) for k in initial)
-    for k in straight:
-        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+    killed = kill_and_resume(tmp_path, common, kill_at=3)
     lines = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4, 5]
     # The logged rate is that of each step's last update, 2 s - 1.

@@ -56,11 +56,10 @@ def test_smoke_config_trains_checkpoints_and_exports(tmp_path):
     assert any(not np.array_equal(initial[k], final[k]) for k in initial)  # it learned something
 
 
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    # 8 training prompts, 2 per step: an epoch is 4 steps, so the kill lands near a boundary.
-    common = ["--config.data.train_size=8", "--config.train.steps=7",
-              "--config.train.checkpoint_every=1", "--config.optim.learning_rate=3e-3",
-              "--config.reward.extra_term=reward_terms:length_bonus"]  # fmt: skip
+def kill_and_resume(tmp_path, common, kill_at: int):
+    """Trains straight, then again killed with SIGKILL once checkpoint `kill_at` exists and
+    resumed; asserts both end with bitwise the same (changed) parameters. Returns the killed
+    run's directory."""
     assert _train(tmp_path / "straight", *common) == 0
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -71,7 +70,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         ckpts = killed / "checkpoints"
-        if ckpts.exists() and any(p.name == "4" for p in ckpts.iterdir()):
+        if ckpts.exists() and any(p.name == str(kill_at) for p in ckpts.iterdir()):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -84,6 +83,15 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert any(not np.array_equal(initial[k], straight[k]) for k in initial)
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+    return killed
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    # 8 training prompts, 2 per step: an epoch is 4 steps, so the kill lands near a boundary.
+    common = ["--config.data.train_size=8", "--config.train.steps=7",
+              "--config.train.checkpoint_every=1", "--config.optim.learning_rate=3e-3",
+              "--config.reward.extra_term=reward_terms:length_bonus"]  # fmt: skip
+    killed = kill_and_resume(tmp_path, common, kill_at=4)
     steps = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 8))  # each step logged once
 
@@ -91,7 +99,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     boundary = tmp_path / "boundary"
     assert _train(boundary, *common, "--config.train.steps=4") == 0
     assert _train(boundary, *common) == 0
-    resumed = _params(boundary / "export")
+    resumed, straight = _params(boundary / "export"), _params(tmp_path / "straight" / "export")
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
 
