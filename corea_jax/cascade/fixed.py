@@ -155,10 +155,10 @@ def fixed_markdown(summary: dict) -> str:
 
 
 def write_fixed(workdir: Path, rows: list[dict], summary: dict) -> None:
-    write_atomic(workdir / "questions.jsonl", report._jsonl(rows))
+    write_atomic(workdir / "questions.jsonl", report.jsonl_text(rows))
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     csv_rows = [{"group": g, "tau": summary["tau"], **p} for g, p in summary["groups"].items()]
-    write_atomic(workdir / "summary.csv", report._csv(csv_rows, CSV_FIELDS))
+    write_atomic(workdir / "summary.csv", report.csv_text(csv_rows, CSV_FIELDS))
     write_atomic(workdir / "report.md", fixed_markdown(summary))
 
 

@@ -283,9 +283,9 @@ def write_cascade(workdir: str | os.PathLike, result) -> None:
         replace_dir(tmp, workdir / "report")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_atomic(workdir / "questions.jsonl", _jsonl(result.rows))
+    write_atomic(workdir / "questions.jsonl", jsonl_text(result.rows))
     write_atomic(workdir / "summary.json", json.dumps(result.summary, indent=2) + "\n")
-    write_atomic(workdir / "summary.csv", _csv(summary_csv_rows(result), SUMMARY_CSV_FIELDS))
+    write_atomic(workdir / "summary.csv", csv_text(summary_csv_rows(result), SUMMARY_CSV_FIELDS))
     write_atomic(workdir / "report.md", cascade_markdown(result))
 
 
@@ -343,7 +343,7 @@ def write_evaluation(out_dir, slm: Mapping[str, list], metrics: dict, series, bi
     reliability.png (`series`: name -> (confidence, correct)), metrics.json and metrics.csv."""
     out_dir = Path(out_dir)
     for name, rows in slm.items():
-        write_atomic(out_dir / f"{name}.jsonl", _jsonl(rows))
+        write_atomic(out_dir / f"{name}.jsonl", jsonl_text(rows))
     with atomic_path(out_dir / "reliability.png") as tmp:
         plot_reliability(series, tmp, n_bins=bins, invalid_confidence=invalid)
     write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -351,14 +351,14 @@ def write_evaluation(out_dir, slm: Mapping[str, list], metrics: dict, series, bi
         {k: m[k] for k in EVAL_CSV_FIELDS if k != "dataset"} | {"dataset": name}
         for name, m in metrics["datasets"].items()
     ]
-    write_atomic(out_dir / "metrics.csv", _csv(rows, EVAL_CSV_FIELDS))
+    write_atomic(out_dir / "metrics.csv", csv_text(rows, EVAL_CSV_FIELDS))
 
 
-def _jsonl(rows) -> str:
+def jsonl_text(rows) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def _csv(rows, fields) -> str:
+def csv_text(rows, fields) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
