@@ -1,5 +1,6 @@
 """Deferral, the threshold sweep, baselines, tau rules and AvgProb on hand-computed tables."""
 
+import dataclasses
 import itertools
 import math
 
@@ -121,6 +122,28 @@ def test_sweep_equals_direct_evaluation_at_every_tau(invalid):
         assert sweep.pass_at_1[k] == pytest.approx(point.pass_at_1)
         assert sweep.avg_cost[k] == pytest.approx(point.avg_cost)
         assert sweep.llm_fraction[k] == pytest.approx(point.llm_fraction)
+
+
+@pytest.mark.parametrize("invalid", [0.0, math.inf])
+def test_router_sweep_charges_the_prefill_only_on_routed_away_questions(invalid):
+    """A router decides before generating: a deferred question costs its prefill + the LLM."""
+    base = random_data(1)
+    prefill = base.slm_cost * 0.1
+    data = dataclasses.replace(base, slm_cost_deferred=prefill)
+    sweep = sweep_thresholds(data, invalid_confidence=invalid)
+    for k, tau in enumerate(sweep.tau):
+        defer = defer_mask(data.confidence, tau, invalid)
+        by_hand = np.where(defer, prefill + data.llm_cost, data.slm_cost).mean()
+        assert sweep.avg_cost[k] == pytest.approx(by_hand)
+        assert evaluate_tau(data, tau, invalid).avg_cost == pytest.approx(by_hand)
+    # Deferring everything costs prefill + LLM, cheaper than the post-generation cascade's
+    # SLM + LLM; keeping everything costs the same; LLM-only is the LLM alone either way.
+    plain = sweep_thresholds(base, invalid_confidence=invalid)
+    if invalid == 0.0:  # the last tau defers every question
+        assert sweep.avg_cost[-1] == pytest.approx((prefill + data.llm_cost).mean())
+    assert sweep.avg_cost[-1] < plain.avg_cost[-1]
+    assert sweep.avg_cost[0] == pytest.approx(plain.avg_cost[0])
+    assert sweep.llm_only.avg_cost == plain.llm_only.avg_cost
 
 
 def test_random_baseline_is_the_exact_mean_over_all_subsets_and_oracle_is_the_best():

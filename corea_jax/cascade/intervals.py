@@ -31,7 +31,7 @@ def choice_intervals(
         return {}
     defer = defer_mask(test.confidence, tau, invalid_confidence)
     correct = np.where(defer, test.llm_correct, test.slm_correct).astype(np.float64)
-    cost = test.slm_cost + np.where(defer, test.llm_cost, 0.0)
+    cost = np.where(defer, test.slm_cost_deferred + test.llm_cost, test.slm_cost)
     llm_correct = test.llm_correct.astype(np.float64)
     out = {
         "pass_at_1": stats.bootstrap(np.mean, correct, seed=seed),

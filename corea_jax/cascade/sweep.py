@@ -55,6 +55,11 @@ class CascadeData:
       slm_correct, llm_correct: whether each model's answer is right (the LLM's on every
         question, deferred or not: that is what makes the sweep free).
       slm_cost, llm_cost: dollars each model's call cost for the question.
+      slm_cost_deferred: what the SLM costs on a question it defers; None (the default) is
+        `slm_cost`, right for every signal read after the SLM has answered (verbalized, AvgProb,
+        probe). A router decides before generating, so a routed-away question pays only the
+        SLM's prefill (or nothing): `cascade_cost = where(defer, slm_cost_deferred + llm_cost,
+        slm_cost)`.
     """
 
     confidence: np.ndarray
@@ -62,8 +67,11 @@ class CascadeData:
     llm_correct: np.ndarray
     slm_cost: np.ndarray
     llm_cost: np.ndarray
+    slm_cost_deferred: np.ndarray | None = None
 
     def __post_init__(self):
+        if self.slm_cost_deferred is None:
+            object.__setattr__(self, "slm_cost_deferred", np.asarray(self.slm_cost))
         kinds = {"confidence": np.float64, "slm_correct": bool, "llm_correct": bool}
         size = None
         for field in dataclasses.fields(self):
@@ -76,7 +84,7 @@ class CascadeData:
                 )
             size = value.shape[0]
             value = value.astype(kinds.get(field.name, np.float64))
-            if field.name.endswith("cost") and not np.all(np.isfinite(value) & (value >= 0)):
+            if "cost" in field.name and not np.all(np.isfinite(value) & (value >= 0)):
                 raise CoreaError(f"CascadeData.{field.name}: costs must be finite and >= 0")
             object.__setattr__(self, field.name, value)
         if size == 0:
@@ -85,6 +93,12 @@ class CascadeData:
     @property
     def size(self) -> int:
         return int(self.confidence.shape[0])
+
+    @property
+    def defer_extra_cost(self) -> np.ndarray:
+        """[Q] what deferring a question adds to its cost: the LLM call, less the SLM work a
+        router saves (`slm_cost_deferred - slm_cost`, 0 for post-generation signals)."""
+        return self.llm_cost + self.slm_cost_deferred - self.slm_cost
 
     def subset(self, index) -> CascadeData:
         """The questions selected by a boolean mask [Q] or an index array."""
@@ -160,7 +174,7 @@ def evaluate_tau(data: CascadeData, tau: float, invalid_confidence: float = 0.0)
     """The cascade at one tau, computed directly (the sweep's reference implementation)."""
     defer = defer_mask(data.confidence, tau, invalid_confidence)
     correct = np.where(defer, data.llm_correct, data.slm_correct)
-    cost = data.slm_cost + np.where(defer, data.llm_cost, 0.0)
+    cost = np.where(defer, data.slm_cost_deferred + data.llm_cost, data.slm_cost)
     return OperatingPoint(
         float(tau), float(correct.mean()), float(cost.mean()), float(defer.mean())
     )
@@ -186,7 +200,7 @@ def sweep_thresholds(
 
     O((Q + K) log Q): questions are sorted by confidence once, and the number deferred at tau is
     a `searchsorted`; pass@1 and cost follow from cumulative sums of the per-question gain
-    `llm_correct - slm_correct` and of the LLM cost in that order.
+    `llm_correct - slm_correct` and of the cost of deferring (`defer_extra_cost`) in that order.
     """
     q = data.size
     conf = effective_confidence(data.confidence, invalid_confidence)
@@ -196,26 +210,27 @@ def sweep_thresholds(
     order = np.argsort(conf, kind="stable")
     gain = data.llm_correct.astype(np.float64) - data.slm_correct
     cum_gain = np.concatenate([[0.0], np.cumsum(gain[order])])
-    cum_llm_cost = np.concatenate([[0.0], np.cumsum(data.llm_cost[order])])
+    extra = data.defer_extra_cost
+    cum_extra = np.concatenate([[0.0], np.cumsum(extra[order])])
     deferred = np.searchsorted(conf[order], taus, side="left")
 
     slm_pass, llm_pass = data.slm_correct.mean(), data.llm_correct.mean()
     slm_cost, llm_cost = data.slm_cost.mean(), data.llm_cost.mean()
     fraction = deferred / q
 
-    # Oracle: the n questions with the largest gain, cheaper LLM calls first among equal gains.
-    best = np.lexsort((data.llm_cost, -gain))
+    # Oracle: the n questions with the largest gain, cheaper deferrals first among equal gains.
+    best = np.lexsort((extra, -gain))
     oracle_gain = np.concatenate([[0.0], np.cumsum(gain[best])])
-    oracle_cost = np.concatenate([[0.0], np.cumsum(data.llm_cost[best])])
+    oracle_cost = np.concatenate([[0.0], np.cumsum(extra[best])])
     helps = gain > 0
     nan = float("nan")
     return Sweep(
         tau=taus,
         pass_at_1=slm_pass + cum_gain[deferred] / q,
-        avg_cost=slm_cost + cum_llm_cost[deferred] / q,
+        avg_cost=slm_cost + cum_extra[deferred] / q,
         llm_fraction=fraction,
         random_pass_at_1=(1 - fraction) * slm_pass + fraction * llm_pass,
-        random_avg_cost=slm_cost + fraction * llm_cost,
+        random_avg_cost=slm_cost + fraction * extra.mean(),
         oracle_pass_at_1=slm_pass + oracle_gain[deferred] / q,
         oracle_avg_cost=slm_cost + oracle_cost[deferred] / q,
         slm_only=OperatingPoint(nan, float(slm_pass), float(slm_cost), 0.0),
@@ -223,7 +238,7 @@ def sweep_thresholds(
         oracle=OperatingPoint(
             nan,
             float(slm_pass + gain[helps].sum() / q),
-            float(slm_cost + data.llm_cost[helps].sum() / q),
+            float(slm_cost + extra[helps].sum() / q),
             float(helps.mean()),
         ),
     )
