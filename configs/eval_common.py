@@ -1,11 +1,11 @@
 """Shared defaults of the evaluation configs (`corea-jax evaluate` / `corea-jax cascade`).
 
 Each section is built from its settings dataclass's defaults (corea_jax/cascade/settings.py:
-`slm` = `SLMConfig`, `llm` = `LLMConfig`, `tau` = `TauConfig`, `report` = `ReportConfig`,
-`grading` = `GraderConfig`; `datasets.NAME` = `QuestionSource`), where each default and its
-[open] reason live; its keys are the dataclass's fields, and the entry point builds the typed
-settings with `CascadeConfig.from_config`. Each `configs/eval_*.py` changes only what it must,
-and says why.
+`slm` = `SLMConfig`, `llm` = `LLMConfig`, `tau` = `TauConfig`, `signals` = `SignalsConfig`,
+`report` = `ReportConfig`, `grading` = `GraderConfig`; `datasets.NAME` = `QuestionSource`),
+where each default and its [open] reason live; its keys are the dataclass's fields, and the
+entry point builds the typed settings with `CascadeConfig.from_config`. Each
+`configs/eval_*.py` changes only what it must, and says why.
 
 Data paths default to `../shared/data` beside the checkout, or `$COREA_DATA` when set.
 """
@@ -21,6 +21,7 @@ from corea_jax.cascade.settings import (
     GraderConfig,
     LLMConfig,
     ReportConfig,
+    SignalsConfig,
     TauConfig,
 )
 from corea_jax.cascade.slm_answers import QuestionSource, SLMConfig
@@ -63,6 +64,7 @@ def eval_config(datasets) -> ml_collections.ConfigDict:
     c.prices = CascadeConfig.prices
     c.tau = dataclasses.asdict(TauConfig())
     c.tau.fixed = config_dict.placeholder(float)  # None = sweep; typed so --config.tau.fixed=0.7
+    c.signals = dataclasses.asdict(SignalsConfig())
     c.report = dataclasses.asdict(ReportConfig())
     c.grading = dataclasses.asdict(GraderConfig())
     return c

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corea_jax.cascade import fixed, report
+from corea_jax.cascade import fixed, report, signals
 from corea_jax.cascade.cache import redact_url
 from corea_jax.cascade.cost import Price
 from corea_jax.cascade.intervals import choice_intervals
@@ -64,7 +64,9 @@ from corea_jax.scoring.metrics import auroc, calibration_summary
 from corea_jax.scoring.score import ScoreItem, score_texts
 from corea_jax.scoring.stats import calibration_intervals
 
-SIGNALS = ("verbalized", "avgprob")
+# The row key holding each signal's confidence (`SignalsConfig.use` picks which are compared).
+SIGNAL_KEYS = {"verbalized": "confidence", "avgprob": "avgprob", "probe": "probe",
+               "router": "router"}  # fmt: skip
 _GRADE_KEYS = ("answer", "confidence", "format_ok", "format_reason", "correct", "grade_method")
 _SLM_KEYS = ("answer", "correct", "format_ok", "prompt_tokens", "completion_tokens",
              "finish_reason", "text")  # fmt: skip
@@ -122,20 +124,10 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
     """One row per question (`questions.jsonl`): split, gold, confidences, both models' answers,
     grades, tokens and costs."""
     prices = cfg.price_table()
+    masks = calibration_masks(cfg, questions)
     rows = []
     for name, (records, _) in questions.items():
-        tau = cfg.tau
-        mask = calibration_mask(
-            [r.id for r in records],
-            tau.calibration_fraction,
-            tau.seed,
-            problems=[question_key(r.question) for r in records],
-        )
-        if mask.all() or not mask.any():
-            raise CoreaError(
-                f"datasets.{name}: {len(records)} questions cannot be split into calibration "
-                f"and test at tau.calibration_fraction={tau.calibration_fraction}"
-            )
+        mask = masks[name]
         s_rows, l_rows = slm[name], llm[name]
         s_cost = prices.cost(
             cfg.slm.price_name,
@@ -147,6 +139,10 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
             [r["prompt_tokens"] for r in l_rows],
             [r["completion_tokens"] for r in l_rows],
         )
+        # A router decides after the SLM's prefill, before it generates (`signals.router_cost`).
+        prefill = prices.cost(cfg.slm.price_name, [r["prompt_tokens"] for r in s_rows], 0)
+        if cfg.signals.router_cost == "none":
+            prefill = np.zeros_like(prefill)
         for k, rec in enumerate(records):
             s, m = s_rows[k], l_rows[k]
             rows.append(
@@ -158,13 +154,35 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
                     "kind": rec.kind,
                     "confidence": s["confidence"],
                     "avgprob": s["avgprob"],
+                    **{k: s.get(k) for k in cfg.signals.fitted},
                     **{f"slm_{key}": s[key] for key in _SLM_KEYS},
                     "slm_cost": float(s_cost[k]),
+                    "slm_prefill_cost": float(prefill[k]),
                     **{f"llm_{key}": m[key] for key in _LLM_KEYS},
                     "llm_cost": float(l_cost[k]),
                 }
             )
     return rows
+
+
+def calibration_masks(cfg: CascadeConfig, questions) -> dict[str, np.ndarray]:
+    """`{name: bool [Q]}`: True for the dataset's calibration split (`calibration_mask`:
+    `tau.calibration_fraction` of its questions by a seeded hash of the problem text)."""
+    tau, masks = cfg.tau, {}
+    for name, (records, _) in questions.items():
+        mask = calibration_mask(
+            [r.id for r in records],
+            tau.calibration_fraction,
+            tau.seed,
+            problems=[question_key(r.question) for r in records],
+        )
+        if mask.all() or not mask.any():
+            raise CoreaError(
+                f"datasets.{name}: {len(records)} questions cannot be split into calibration "
+                f"and test at tau.calibration_fraction={tau.calibration_fraction}"
+            )
+        masks[name] = mask
+    return masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +234,8 @@ def summarize(cfg: CascadeConfig, rows: list[dict], header: dict) -> CascadeResu
         },
         "llm_calls": header["llm_calls"],
         "slm_samples_drawn": header["slm_samples_drawn"],
+        "signals": list(cfg.signals.use),
+        "fitted_signals": header.get("fitted_signals", {}),
         "groups": {},
     }
     results = {}
@@ -255,16 +275,18 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
             correct, np.where(np.isnan(slm_conf), invalid, slm_conf), n_bins=cfg.report.bins
         ).items()
     }
-    signals, reliability = {}, {}
-    for signal in SIGNALS:
-        conf = _confidences(rows, "confidence" if signal == "verbalized" else "avgprob")
+    results, reliability = {}, {}
+    slm_cost = np.array([r["slm_cost"] for r in rows])
+    for signal in cfg.signals.use:
+        conf = _confidences(rows, SIGNAL_KEYS[signal])
         reliability[f"SLM {signal}"] = (conf[~mask], correct[~mask])
         data = CascadeData(
             conf,
             correct,
             np.array([r["llm_correct"] for r in rows], bool),
-            np.array([r["slm_cost"] for r in rows]),
+            slm_cost,
             np.array([r["llm_cost"] for r in rows]),
+            np.array([r["slm_prefill_cost"] for r in rows]) if signal == "router" else None,
         )
         cal, test = data.subset(mask), data.subset(~mask)
         grid = tau.grid()
@@ -279,8 +301,9 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
             for rule in tau.rules
         )
         sweep = sweep_thresholds(test, grid=grid, invalid_confidence=invalid)
-        signals[signal] = SignalResult(test, sweep, choices)
+        results[signal] = SignalResult(test, sweep, choices)
         entry["signals"][signal] = {
+            "test_metrics": signal_metrics(conf[~mask], correct[~mask], cfg.report.bins, invalid),
             "test_baselines": {
                 "slm_only": sweep.slm_only.as_dict(),
                 "llm_only": sweep.llm_only.as_dict(),
@@ -299,7 +322,21 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
                 for c in choices
             ],  # fmt: skip
         }
-    return GroupResult(entry, signals, reliability)
+    return GroupResult(entry, results, reliability)
+
+
+def signal_metrics(conf: np.ndarray, correct: np.ndarray, bins: int, invalid: float) -> dict:
+    """A signal's calibration on questions [Q]: ECE (equal-width and equal-mass), Brier, AUROC
+    (None when every answer is right or every one wrong) and the share of valid values; a NaN
+    value counts as `invalid`, as in the sweep."""
+    valid = ~np.isnan(conf)
+    m = calibration_summary(
+        correct, np.nan_to_num(conf).astype(np.float32), valid, None,
+        n_bins=bins, invalid_confidence=invalid,
+    )  # fmt: skip
+    keys = ("n", "confidence_valid_rate", "mean_confidence", "ece", "ece_equal_mass", "brier",
+            "auroc")  # fmt: skip
+    return {k: m[k] for k in keys}
 
 
 def evaluation_metrics(slm: dict, bins: int, invalid: float, samples_drawn: int) -> dict:
@@ -351,11 +388,14 @@ def run(cfg: CascadeConfig, workdir) -> dict:
         slm, answerer = slm_pass(cfg, workdir, questions, grader)
         if cfg.tau.fixed is not None:
             return _run_fixed(cfg, workdir, questions, slm, answerer, grader)
+        masks = calibration_masks(cfg, questions)
+        fits = signals.fitted_scores(cfg, workdir, answerer, questions, slm, masks)
         llm, llm_stats = llm_pass(cfg, workdir, questions, grader, answerer.count_tokens)
     header = {
         "model_dir": str(answerer.model_dir),
         "llm_calls": llm_stats,
         "slm_samples_drawn": answerer.samples_drawn,
+        "fitted_signals": {name: f.as_dict() for name, f in fits.items()},
     }
     result = summarize(cfg, question_rows(cfg, questions, slm, llm), header)
     report.write_cascade(workdir, result)

@@ -6,6 +6,8 @@ and the writers of a cascade run's and an evaluation's output files.
 - `plot_vs_tau`: pass@1, cost and LLM% against tau (three panels sharing the tau axis).
 - `plot_pass_vs_cost`: pass@1 against cost per question for the cascade and every baseline
   (SLM only, LLM only, random deferral, the oracle curve and point), chosen taus marked.
+- `plot_signals`: pass@1 against cost, one curve per confidence signal (verbalized, AvgProb,
+  probe, router) on the same questions, each signal's tau by the first rule marked.
 - `plot_reliability`: one reliability diagram per confidence signal (accuracy per confidence bin
   against the diagonal, bin counts underneath), ECE and AUROC in each title.
 - `write_cascade`: a `pipeline.CascadeResult` as `questions.jsonl`, `summary.json`,
@@ -173,6 +175,32 @@ def plot_pass_vs_cost(
     return _save(fig, path)
 
 
+def plot_signals(
+    sweeps: Mapping[str, Sweep],
+    path,
+    choices: Mapping[str, TauChoice] | None = None,
+    title: str = "",
+) -> Path:
+    """pass@1 against cost per question, one curve per confidence signal on the same questions
+    (SLM only and LLM only marked once; each signal's first chosen tau marked on its curve)."""
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for k, (name, sweep) in enumerate(sweeps.items()):
+        order = np.argsort(sweep.avg_cost, kind="stable")
+        color = f"C{k}"
+        ax.plot(sweep.avg_cost[order], sweep.pass_at_1[order], "-", color=color, label=name)
+        choice = (choices or {}).get(name)
+        if choice is not None and choice.test is not None:
+            ax.plot(choice.test.avg_cost, choice.test.pass_at_1, "o", color=color, ms=7)
+    any_sweep = next(iter(sweeps.values()))
+    for point, label, marker in ((any_sweep.slm_only, "SLM only", "s"),
+                                 (any_sweep.llm_only, "LLM only", "^")):  # fmt: skip
+        ax.plot(point.avg_cost, point.pass_at_1, marker, color="k", label=label)
+    ax.set(xlabel="cost per question (USD)", ylabel="pass@1", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_reliability(
     series: Mapping[str, tuple[np.ndarray, np.ndarray]],
     path,
@@ -273,13 +301,18 @@ def write_cascade(workdir: str | os.PathLike, result) -> None:
     tmp = Path(tempfile.mkdtemp(dir=workdir, prefix=".report."))
     try:
         for group, g in result.groups.items():
-            verbalized = g.signals["verbalized"]
+            first = next(iter(g.signals.values()))  # the first of `signals.use`
             write_report(
-                tmp / group, verbalized.test, verbalized.choices,
+                tmp / group, first.test, first.choices,
                 title=f"{group} ({result.llm_title})", reliability=g.reliability,
-                sweep=verbalized.sweep, invalid_confidence=result.invalid_confidence,
+                sweep=first.sweep, invalid_confidence=result.invalid_confidence,
                 n_bins=result.bins,
             )  # fmt: skip
+            if len(g.signals) > 1:
+                plot_signals({k: s.sweep for k, s in g.signals.items()},
+                             tmp / group / "signals.png",
+                             {k: s.choices[0] for k, s in g.signals.items() if s.choices},
+                             title=f"{group}: every confidence signal, test split")  # fmt: skip
         replace_dir(tmp, workdir / "report")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -332,7 +365,8 @@ def cascade_markdown(result) -> str:
         md += [
             f"![{group}: pass@1, cost, LLM% vs tau](report/{group}/pass_cost_llm_vs_tau.png) "
             f"![{group}: pass@1 vs cost](report/{group}/pass_vs_cost.png) "
-            f"![{group}: reliability](report/{group}/reliability.png)",
+            f"![{group}: reliability](report/{group}/reliability.png)"
+            + (f" ![{group}: signals](report/{group}/signals.png)" if len(g.signals) > 1 else ""),
             "",
         ]
     return "\n".join(md) + "\n"

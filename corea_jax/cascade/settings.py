@@ -113,6 +113,63 @@ class TauConfig:
         }[rule]
 
 
+SIGNALS = ("verbalized", "avgprob", "probe", "router")
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalsConfig:
+    """Which confidence signals the sweep compares side by side, and how probe and router are made.
+
+    `use` names signals of `SIGNALS`: "verbalized" (the stated confidence), "avgprob" (mean token
+    probability), "probe" (a logistic regression on the SLM's hidden state at the end of its
+    answer) and "router" (one on the hidden state at the last prompt token: it decides before
+    the SLM generates). Default: the two that need no fitting [open]; the compare configs and the
+    demo use all four. Probe and router are fitted on the calibration split, pooled over the
+    configured datasets (one probe per SLM, as a deployment would have), with their L2 strength
+    chosen from `c_grid` by `folds`-fold cross-validation inside that split; the calibration
+    questions' own scores are out-of-fold (cross-fitted), so tau is never chosen on scores the
+    probe was fitted to. `probe_layer` / `router_layer`: the decoder layer read (negative from
+    the end) [open]; `probe_pooling`: "last" (the completion's final token) or "answer_mean"
+    (see `corea_jax.probes.features`). `router_cost`: what a routed-away question costs on the
+    SLM's side, "prefill" (the prompt's tokens at the SLM's input price: the router reads the
+    prefill's hidden state) or "none" (a router with its own tiny model) [open]. `probe_dir`: a
+    folder holding fitted `probe.json` / `router.json` to reuse ("" = fit them in the
+    cascade's workdir under `probes/`, reused on re-runs); a probe fitted for another model is
+    refused.
+    """
+
+    use: tuple[str, ...] = ("verbalized", "avgprob")
+    probe_layer: int = -1
+    probe_pooling: str = "last"
+    router_layer: int = -1
+    router_cost: str = "prefill"
+    c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+    folds: int = 5
+    feature_batch: int = 16
+    seed: int = 0
+    probe_dir: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "use", tuple(self.use))
+        object.__setattr__(self, "c_grid", tuple(float(c) for c in self.c_grid))
+        for name in self.use:
+            if name not in SIGNALS:
+                raise CoreaError(f"signals.use: unknown signal {name!r}; choose from {SIGNALS}")
+        if not self.use:
+            raise CoreaError("signals.use: empty; name at least one signal")
+        if self.router_cost not in ("prefill", "none"):
+            raise CoreaError(f"signals.router_cost={self.router_cost!r}: 'prefill' or 'none'")
+        if self.folds < 2:
+            raise CoreaError(f"signals.folds={self.folds}: must be >= 2")
+        if not self.c_grid or min(self.c_grid) <= 0:
+            raise CoreaError("signals.c_grid: one or more positive regularisation values")
+
+    @property
+    def fitted(self) -> tuple[str, ...]:
+        """The signals that need a probe fitted: "probe" and/or "router"."""
+        return tuple(s for s in self.use if s in ("probe", "router"))
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
     bins: int = 10  # ECE / reliability bins (PAPER.md: 10 equal-width bins [open])
@@ -148,6 +205,7 @@ class CascadeConfig:
     llm: LLMConfig = LLMConfig()
     prices: tuple[tuple[str, float, float], ...] = ()
     tau: TauConfig = TauConfig()
+    signals: SignalsConfig = SignalsConfig()
     report: ReportConfig = ReportConfig()
     grading: GraderConfig = GraderConfig()
 
@@ -160,7 +218,8 @@ class CascadeConfig:
         """From the ConfigDict (or plain dict) of `configs/eval_*.py`."""
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         sections = {"slm": SLMConfig, "llm": LLMConfig, "tau": TauConfig,
-                    "report": ReportConfig, "grading": GraderConfig}  # fmt: skip
+                    "signals": SignalsConfig, "report": ReportConfig,
+                    "grading": GraderConfig}  # fmt: skip
         kwargs = {k: v for k, v in c.items() if k not in sections and k != "datasets"}
         for name, section_cls in sections.items():
             if name in c:

@@ -196,7 +196,7 @@ class SLMAnswerer:
 
     def __init__(self, model_dir: str | Path, settings: SLMConfig, cache_dir: Path):
         self.model_dir, self.settings, self.cache_dir = Path(model_dir), settings, cache_dir
-        self._model = None
+        self._model = self._sampler_obj = None
         from corea_jax.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.model_dir)
@@ -205,16 +205,28 @@ class SLMAnswerer:
         run["model"] = _model_fingerprint(self.model_dir)
         self._run_key = json.dumps(run, sort_keys=True)
 
-    def _sampler(self):
+    def model(self):
+        """The SLM (`CausalLM`), loaded once: the sampler and the probe features share it."""
         if self._model is None:
             import jax.numpy as jnp
 
             from corea_jax.models import load_model
+
+            self._model = load_model(self.model_dir, dtype=jnp.dtype(self.settings.dtype))
+        return self._model
+
+    def _sampler(self):
+        if self._sampler_obj is None:
             from corea_jax.sampling import Sampler
 
-            model = load_model(self.model_dir, dtype=jnp.dtype(self.settings.dtype))
-            self._model = Sampler.for_tokenizer(model, self.tokenizer)
-        return self._model
+            self._sampler_obj = Sampler.for_tokenizer(self.model(), self.tokenizer)
+        return self._sampler_obj
+
+    def prompt_ids(self, records, templates) -> list[list[int]]:
+        """Each record's prompt as token ids (the chat template applied), as sampled."""
+        from corea_jax.data import encode_prompt
+
+        return [encode_prompt(r, self.tokenizer, templates) for r in records]
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -222,10 +234,8 @@ class SLMAnswerer:
     def answer(self, name: str, records, templates) -> list[dict]:
         """One row per record, in order: id, text, prompt/completion tokens, finish reason,
         avgprob (arithmetic) and avgprob_geometric. Cached in `cache_dir/NAME.jsonl`."""
-        from corea_jax.data import encode_prompt
-
         s = self.settings
-        prompts = [encode_prompt(r, self.tokenizer, templates) for r in records]
+        prompts = self.prompt_ids(records, templates)
         keys = [
             hashlib.sha256(f"{self._run_key}|{r.id}|{p}".encode()).hexdigest()
             for r, p in zip(records, prompts, strict=True)

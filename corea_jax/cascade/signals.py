@@ -1,0 +1,263 @@
+"""Step 1b of the cascade: the fitted confidence signals, "probe" and "router", per question.
+
+`fitted_scores(cfg, workdir, answerer, questions, slm, calibration)` adds, to each SLM row,
+`probe` (the probability that the SLM's answer is right, from a logistic regression on its
+hidden state at the end of the answer) and/or `router` (the same from the hidden state at the
+last prompt token: known after one prefill, before anything is generated), as configured in
+`SignalsConfig` (`cfg.signals`). The models are the SLM's own (`corea_jax.probes`).
+
+How it avoids fooling itself:
+- Fitted on the calibration split only, pooled over the configured datasets; the labels are
+  the SLM's graded answers there. Test questions are scored by the probe fitted on all of the
+  calibration split; calibration questions by cross-fitting (`folds` folds, each scored by a
+  probe fitted on the others at the chosen L2 strength), so the tau chosen there sees scores
+  as noisy as those it will meet on the test split.
+- The probe is saved as `probes/probe.json` / `probes/router.json` (weights, the model's
+  identity, the settings and a digest of the calibration data it was fitted on) and reused on
+  a re-run with the same model, settings and data; the same file for another model is refused
+  (`corea_jax.probes.load_probe`). With `signals.probe_dir` set, the probes there are loaded
+  instead of fitted (the calibration questions are then scored by that probe too).
+- Features are cached in `slm/NAME.features.npz` under a key of the SLM row (model, sampling,
+  prompt) and the feature settings, so a re-run does no forward pass.
+
+Where a probe cannot be fitted (a calibration split where the SLM is always right or always
+wrong, or too small for the folds), the signal's scores are None and the report says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from corea_jax.atomic_files import write_atomic
+from corea_jax.cascade.settings import CascadeConfig, SignalsConfig
+from corea_jax.errors import CoreaError
+
+
+@dataclasses.dataclass(frozen=True)
+class FitReport:
+    """What was fitted for one signal: the chosen L2 strength, sizes, and why not, if not."""
+
+    signal: str
+    fitted: bool
+    note: str = ""
+    c: float | None = None
+    n_train: int = 0
+    positive_rate: float | None = None
+    reused: bool = False
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _feature_settings(signals: SignalsConfig, signal: str) -> dict:
+    if signal == "probe":
+        return {"layer": signals.probe_layer, "pooling": signals.probe_pooling}
+    return {"layer": signals.router_layer, "pooling": "prompt_last"}
+
+
+def features(answerer, workdir: Path, name: str, records, templates, rows, signal, signals):
+    """[Q, D] float32 features of one dataset's questions for `signal`, cached in
+    `workdir/slm/NAME.features.npz` (a row's entry is keyed by its SLM cache key and the
+    feature settings, so changing either recomputes just what changed)."""
+    from corea_jax.probes import FeatureConfig, completion_features, prompt_features
+
+    settings = _feature_settings(signals, signal)
+    tag = json.dumps(settings, sort_keys=True)
+    keys = [hashlib.sha256(f"{r['key']}|{signal}|{tag}".encode()).hexdigest() for r in rows]
+    path = workdir / "slm" / f"{name}.features.npz"
+    cached = _read_features(path)
+    missing = [i for i, k in enumerate(keys) if k not in cached]
+    if missing:
+        print(
+            f"corea-jax: {name}: {signal} features of {len(missing)} questions (one forward "
+            "pass each)",
+            file=sys.stderr,
+        )
+        model = answerer.model()
+        prompts = answerer.prompt_ids([records[i] for i in missing], templates)
+        if signal == "router":
+            new = prompt_features(model, prompts, signals.router_layer, signals.feature_batch)
+        else:
+            tok = answerer.tokenizer
+            completions = [
+                list(tok(rows[i]["text"], add_special_tokens=False)["input_ids"]) for i in missing
+            ]
+            cfg = FeatureConfig(
+                layer=signals.probe_layer,
+                pooling=signals.probe_pooling,
+                batch_size=signals.feature_batch,
+            )
+            new = completion_features(model, prompts, completions, cfg)
+        for i, f in zip(missing, new, strict=True):
+            cached[keys[i]] = np.asarray(f, np.float32)
+        _write_features(path, cached)
+    return np.stack([cached[k] for k in keys])
+
+
+def _read_features(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as f:
+            return dict(zip(f["keys"].tolist(), f["values"], strict=True))
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is the same error
+        raise CoreaError(
+            f"{path}: unreadable feature cache ({exc}); delete it to recompute"
+        ) from None
+
+
+def _write_features(path: Path, table: dict[str, np.ndarray]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, keys=np.array(list(table)), values=np.stack(list(table.values())))
+    write_atomic(path, buf.getvalue())
+
+
+def _fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """[N] fold of each example, stratified: each class is shuffled by `seed` and dealt in turn."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(labels.shape[0], np.int64)
+    start = 0
+    for value in (False, True):
+        idx = np.flatnonzero(labels == value)
+        idx = idx[rng.permutation(idx.size)]
+        out[idx] = (start + np.arange(idx.size)) % folds
+        start += idx.size
+    return out
+
+
+def _data_digest(keys, labels) -> str:
+    h = hashlib.sha256()
+    for k, y in zip(keys, labels, strict=True):
+        h.update(f"{k}:{int(y)}\n".encode())
+    return h.hexdigest()
+
+
+def fitted_scores(
+    cfg: CascadeConfig, workdir: Path, answerer, questions: dict, slm: dict, calibration: dict
+) -> dict[str, FitReport]:
+    """Adds `probe` / `router` scores (or None) to every row of `slm` (`{name: [row]}`, in
+    place); `calibration` is `{name: bool [Q]}`. Returns a `FitReport` per fitted signal."""
+    signals = cfg.signals
+    reports = {}
+    if not signals.fitted:
+        return reports
+    from corea_jax.probes import model_identity
+
+    identity = model_identity(answerer.model_dir)
+    for signal in signals.fitted:
+        feats = {
+            name: features(answerer, workdir, name, records, templates, slm[name], signal, signals)
+            for name, (records, templates) in questions.items()
+        }
+        labels = {n: np.array([r["correct"] for r in slm[n]], bool) for n in questions}
+        keys_cal = [
+            r["key"] for n in questions for r, m in zip(slm[n], calibration[n], strict=True) if m
+        ]
+        y_cal = np.concatenate([labels[n][calibration[n]] for n in questions])
+        settings = {
+            **_feature_settings(signals, signal),
+            "c_grid": list(signals.c_grid),
+            "folds": signals.folds,
+            "seed": signals.seed,
+            "calibration_data": _data_digest(keys_cal, y_cal),
+        }
+        scores, reports[signal] = _scores(
+            signal, signals, workdir, identity, settings, feats, labels, calibration
+        )
+        for name in questions:
+            for row, value in zip(slm[name], scores[name], strict=True):
+                row[signal] = None if value is None else round(float(value), 6)
+    return reports
+
+
+def _scores(signal, signals, workdir, identity, settings, feats, labels, calibration):
+    """`({name: [Q] scores or Nones}, FitReport)` for one fitted signal."""
+    from corea_jax.probes import load_probe, save_probe
+
+    names = list(feats)
+    if signals.probe_dir:  # a probe fitted elsewhere: it scores every question
+        path = Path(signals.probe_dir) / f"{signal}.json"
+        probe = load_probe(path, kind=signal, model_identity=identity, settings=None)
+        report = FitReport(signal, True, f"loaded from {path}", probe.c, probe.n_train,
+                           probe.positive_rate, reused=True)  # fmt: skip
+        return {n: probe.predict(feats[n]) for n in names}, report
+    x_cal = np.concatenate([feats[n][calibration[n]] for n in names])
+    y_cal = np.concatenate([labels[n][calibration[n]] for n in names])
+    path = workdir / "probes" / f"{signal}.json"
+    probe = _saved(path, signal, identity, settings, load_probe)
+    try:
+        if probe is None:
+            probe = fit_probe_cv(x_cal, y_cal, signals)
+            save_probe(path, probe, kind=signal, model_identity=identity, settings=settings)
+            reused = False
+        else:
+            reused = True
+        oof = out_of_fold(x_cal, y_cal, probe.c, signals)
+    except CoreaError as exc:
+        print(f"corea-jax: signal {signal}: not fitted: {exc}", file=sys.stderr)
+        return {n: [None] * feats[n].shape[0] for n in names}, FitReport(signal, False, str(exc))
+    scores, start = {}, 0
+    for n in names:
+        value = np.asarray(probe.predict(feats[n]), np.float64)
+        count = int(calibration[n].sum())
+        value[calibration[n]] = oof[start : start + count]
+        start += count
+        scores[n] = value
+    report = FitReport(signal, True, "", float(probe.c), int(probe.n_train),
+                       float(probe.positive_rate), reused)  # fmt: skip
+    return scores, report
+
+
+def _saved(path: Path, signal, identity, settings, load_probe):
+    """The probe saved at `path` if it was fitted with these settings on this data; None if
+    absent or fitted otherwise (it is then refitted and replaced). One fitted for another
+    model is refused: the workdir belongs to another SLM."""
+    if not path.exists():
+        return None
+    load_probe(path, kind=signal, model_identity=identity, settings=None)  # raises: other model
+    try:
+        return load_probe(path, kind=signal, model_identity=identity, settings=settings)
+    except CoreaError:
+        return None
+
+
+def _check_classes(y: np.ndarray, folds: int) -> None:
+    n_pos, n = int(y.sum()), int(y.shape[0])
+    if min(n_pos, n - n_pos) < folds:
+        raise CoreaError(
+            f"{n} calibration answers, {n_pos} right: each class needs at least "
+            f"signals.folds={folds} examples to fit a probe"
+        )
+
+
+def fit_probe_cv(x: np.ndarray, y: np.ndarray, signals: SignalsConfig):
+    """The probe on all of `x` [N, D], `y` [N], its L2 strength chosen by CV over `c_grid`."""
+    from corea_jax.probes import fit_probe
+
+    _check_classes(y, signals.folds)
+    return fit_probe(x, y, c_grid=signals.c_grid, folds=signals.folds, seed=signals.seed)
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, c: float, signals: SignalsConfig) -> np.ndarray:
+    """[N] each example's probability from a probe (L2 strength `c`) fitted on the other folds
+    (stratified, `signals.folds` of them, dealt by `signals.seed`)."""
+    from corea_jax.probes import fit_probe
+
+    _check_classes(y, signals.folds)
+    fold = _fold_ids(y, signals.folds, signals.seed)
+    oof = np.empty(y.shape[0], np.float64)
+    for k in range(signals.folds):
+        held = fold == k
+        rest = y[~held]
+        inner = max(2, min(signals.folds, int(rest.sum()), int((~rest).sum())))
+        sub = fit_probe(x[~held], rest, c_grid=(c,), folds=inner, seed=signals.seed)
+        oof[held] = sub.predict(x[held])
+    return oof
