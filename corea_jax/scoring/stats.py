@@ -8,6 +8,22 @@ share (the questions' difficulty) cancels and the interval of "A - B" is as narr
 allow. With several training seeds the arrays are `[S, Q]` (seed x question: the same
 questions answered by each seed's model) and both axes are resampled (seeds first, then
 questions, the two-level bootstrap), so the interval covers seed-to-seed variation as well.
+`bootstrap` hands the statistic the resampled `[S, Q]` arrays whole (np.mean pools them);
+`seed_question_bootstrap` instead computes the statistic once per seed and averages over the
+resampled seeds, which is what a table of per-seed ECEs or AURCs reports (module note below).
+
+Samples of one question move together. An array `[Q, k]` (k samples per question, issue 16's
+matched decoding) is resampled by rows in `bootstrap`, `paired_difference` and
+`seed_question_bootstrap`: a cluster bootstrap over questions, so `stats.bootstrap(mean_at_k,
+correct_qk)` is the interval of mean@k over Q questions, not over Q * k independent samples.
+`calibration_intervals` takes flat samples with `clusters` (question ids), or `[Q, k]` arrays.
+
+Seeds and questions (`seed_question_bootstrap`): S GRPO seeds evaluated on the *same* Q
+questions. Each replicate draws Q question indices once, shared by every seed (the questions'
+difficulty is common to the seeds, and resampling it separately per seed would count it S
+times), and S seeds with replacement; the replicate is the mean over the drawn seeds of the
+statistic on that seed's resampled questions. With one seed it is exactly `bootstrap`.
+`mean_sd` gives the plain mean and sample SD across seeds for seed tables.
 
 `verdict` turns an interval and a target region into "met" (the whole interval inside),
 "not met" (the whole interval outside) or "not resolved" (it straddles a boundary): a claim
@@ -28,6 +44,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from corea_jax.errors import CoreaError
 
 N_BOOT = 2000
 LEVEL = 0.95
@@ -149,6 +167,56 @@ def paired_difference(
     return _interval(stat(*a) - stat_b(*b), reps[:, 0] - reps[:, 1], level)
 
 
+def seed_question_bootstrap(
+    stat: Callable[..., float],
+    arrays_per_seed: Sequence[Sequence],
+    *,
+    n_boot: int = N_BOOT,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> Interval:
+    """The mean over seeds of `stat(*arrays)`, with its interval over seeds and questions.
+
+    Args:
+      stat: a function of one seed's arrays returning a float (NaN replicates are dropped).
+      arrays_per_seed: one tuple of arrays per seed, each `[Q, ...]` over the same Q questions
+        in the same order (`[Q, k]` rows move together).
+    Returns the point mean_s stat(*arrays_s) and the percentile interval of replicates that
+    resample the questions once (shared by all seeds) and the seeds with replacement (module
+    doc). With one seed, identical to `bootstrap(stat, *arrays_per_seed[0], seed=seed)`.
+    """
+    per_seed = [[np.asarray(a) for a in arrays] for arrays in arrays_per_seed]
+    if not per_seed:
+        raise CoreaError("arrays_per_seed: no seeds")
+    shapes = {(len(arrays), *(a.shape[:1] for a in arrays)) for arrays in per_seed}
+    if len(shapes) != 1 or any(a.ndim == 0 for arrays in per_seed for a in arrays):
+        raise CoreaError("arrays_per_seed: every seed needs the same arrays over the same [Q]")
+    n_s, n_q = len(per_seed), per_seed[0][0].shape[0]
+    rng = np.random.default_rng(seed)
+    q_idx = _indices(rng, n_q, n_boot)  # drawn first, as `bootstrap` draws it
+    s_idx = _indices(rng, n_s, n_boot)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        counts = np.bincount(s_idx[b], minlength=n_s)
+        drawn = np.flatnonzero(counts)
+        values = [stat(*(a[q_idx[b]] for a in per_seed[s])) for s in drawn]
+        reps[b] = np.dot(counts[drawn], values) / n_s
+    point = float(np.mean([stat(*arrays) for arrays in per_seed]))
+    return _interval(point, reps, level)
+
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample SD (ddof 1) of per-seed values `[S]`, for "mean ± SD" seed tables.
+
+    The SD describes the seeds' spread, not the uncertainty of the mean (that is
+    `seed_question_bootstrap`'s interval); NaN with a single seed; NaN values propagate.
+    """
+    v = np.ravel(np.asarray(values, np.float64))
+    if v.size == 0:
+        raise CoreaError("mean_sd: values is empty")
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if v.size > 1 else math.nan
+
+
 def verdict(interval: Interval, low: float = -math.inf, high: float = math.inf) -> str:
     """ "met" when the whole interval lies in [low, high], "not met" when it lies wholly
     outside, "not resolved" when it straddles a boundary (or is undefined)."""
@@ -183,13 +251,20 @@ def calibration_intervals(
     n_boot: int = N_BOOT,
     level: float = LEVEL,
     seed: int = 0,
+    selective: bool = False,
+    mass_bins: int = 15,
 ) -> dict[str, Interval]:
     """pass@1, ECE, Brier and AUROC of `[R]` samples, each with its bootstrap interval.
 
     Resampling is over *questions*: with `clusters` (`[R]` question ids, every question the
     same number of samples) the rows of one question move together; without, each row is a
-    question. The statistics are `corea_jax.scoring.metrics`'s, vmapped over all replicates
-    in one compiled call (a CLI report pays well under a second for 2,000 replicates).
+    question, except that `[Q, k]` arrays (k samples per question) move by rows. The
+    statistics are `corea_jax.scoring.metrics`'s, vmapped over all replicates in one compiled
+    call (a CLI report pays well under a second for 2,000 replicates).
+
+    With `selective`, also "aurc", "excess_aurc" and "equal_mass_ece" (`mass_bins` bins, ties
+    kept together), from the same replicates; the four keys above are unchanged either way.
+    AURC and equal-mass ECE take the masked-in samples, as ECE does.
     """
     import jax
     import jax.numpy as jnp
@@ -200,6 +275,8 @@ def calibration_intervals(
     q = np.ravel(np.asarray(confidence, np.float32))
     m = np.ones_like(c) if mask is None else np.ravel(np.asarray(mask)).astype(bool)
     rows = _cluster_rows(clusters, c.size)
+    if rows is None and clusters is None and np.ndim(correct) == 2:
+        rows = np.arange(c.size).reshape(np.shape(correct))
     if rows is None:
         rows = np.arange(c.size)[:, None]
     rng = np.random.default_rng(seed)
@@ -208,15 +285,23 @@ def calibration_intervals(
 
     def stats(idx):
         cc, qq, mm = c_[idx], q_[idx], m_[idx]
-        return (
+        out = (
             metrics.pass_at_1(cc),
             metrics.expected_calibration_error(qq, cc, n_bins, "width", mm),
             metrics.brier_score(qq, cc, mm),
             metrics.auroc(qq, cc, mm),
+        )
+        if not selective:
+            return out
+        return out + (
+            metrics.aurc(qq, cc, mm),
+            metrics.excess_aurc(qq, cc, mm),
+            metrics.equal_mass_ece(qq, cc, mass_bins, mm),
         )
 
     c_, q_, m_ = jnp.asarray(c), jnp.asarray(q), jnp.asarray(m)
     point = [float(x) for x in jax.jit(stats)(jnp.arange(c.size))]
     reps = np.stack([np.asarray(x) for x in jax.jit(jax.vmap(stats))(jnp.asarray(index))], 1)
     names = ("pass@1", "ece", "brier", "auroc")
+    names += ("aurc", "excess_aurc", "equal_mass_ece") if selective else ()
     return {name: _interval(point[k], reps[:, k], level) for k, name in enumerate(names)}
