@@ -413,6 +413,8 @@ def test_a_group_with_one_class_has_no_auroc_and_adds_no_pairs():
     assert alone["within_group_auroc"] is None and alone["within_group_pairs"] == 0
     with pytest.raises(CoreaError, match="groups"):
         metrics.per_group_calibration(q, c, [1, 2])
+    pairs = metrics.per_group_calibration(q, c, [("a", 1), ("a", 1), ("b", 2), ("b", 2)])
+    assert list(pairs["groups"]) == [("a", 1), ("b", 2)]
 
 
 @pytest.mark.parametrize("seed", range(3))

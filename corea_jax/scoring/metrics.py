@@ -494,7 +494,8 @@ def per_group_calibration(
         (module doc), None when no group has both classes; "within_group_pairs": that count.
     """
     c, q, _, mask = _host_inputs(correct, confidence, confidence_valid, invalid_confidence)
-    labels = [_json_label(x) for x in np.ravel(np.asarray(groups, dtype=object))]
+    flat = np.ravel(groups) if isinstance(groups, np.ndarray) else groups  # tuples stay labels
+    labels = [_json_label(x) for x in flat]
     if len(labels) != c.size or c.size == 0:
         raise CoreaError(f"groups: need one label per sample ({c.size}), got {len(labels)}")
     ids: dict = {}
