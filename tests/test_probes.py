@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from flax import nnx
 from tiny_models import TINY
 
 from corea_jax.errors import CoreaError
-from corea_jax.models import CausalLM, positions_from_mask, save_model
+from corea_jax.models import CausalLM, causal_mask, positions_from_mask, save_model
 from corea_jax.probes import (
     FeatureConfig,
     Probe,
@@ -31,7 +33,12 @@ CFG = TINY["qwen2"]  # 2 layers, D = 64
 
 @pytest.fixture(scope="module")
 def model():
-    return CausalLM(CFG, rngs=nnx.Rngs(0))
+    """The tiny model with its matrices scaled from std 0.02 to 0.15, so hidden states are O(1)
+    and attention far from uniform: a token attended to that should not be shows."""
+    model = CausalLM(CFG, rngs=nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    nnx.update(model, jax.tree.map(lambda p: p * 7.5 if p.ndim == 2 else p, params))
+    return model
 
 
 def random_rows(rng, n, max_prompt=10, max_completion=6, vocab=CFG.vocab_size):
@@ -41,41 +48,52 @@ def random_rows(rng, n, max_prompt=10, max_completion=6, vocab=CFG.vocab_size):
     return prompts, completions
 
 
-def right_padded(rows):
-    t = max(len(r) for r in rows)
-    tokens = np.zeros((len(rows), t), np.int32)
-    valid = np.zeros((len(rows), t), bool)
+def right_padded(rows, length=32, batch=8):
+    """Token lists -> tokens, valid [batch, length] (one shape, so the jitted helpers below
+    compile once per layer)."""
+    tokens = np.zeros((batch, length), np.int32)
+    valid = np.zeros((batch, length), bool)
+    valid[:, 0] = True  # filler rows: one token
     for i, r in enumerate(rows):
         tokens[i, : len(r)], valid[i, : len(r)] = r, True
     return jnp.asarray(tokens), jnp.asarray(valid)
 
 
-def single(model, seq, layer):
-    """[len(seq), D]: one unpadded sequence's hidden states."""
-    tokens, valid = right_padded([seq])
-    return np.asarray(hidden_at_layer(model, tokens, valid, layer))[0]
+@functools.partial(jax.jit, static_argnames=("graphdef", "layer"))
+def _hidden(graphdef, state, tokens, valid, *, layer):
+    return hidden_at_layer(nnx.merge(graphdef, state), tokens, valid, layer)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _reference(graphdef, state, tokens, valid):
+    model = nnx.merge(graphdef, state)
+    return model.hidden_states(tokens, positions_from_mask(valid), causal_mask(valid))[0]
+
+
+def hidden(model, rows, layer):
+    """[len(rows), 32, D]: the rows' hidden states, right-padded in one batch."""
+    out = _hidden(*nnx.split(model), *right_padded(rows), layer=layer)
+    return np.asarray(out)[: len(rows)]
 
 
 # --- features ---------------------------------------------------------------------------------
 
 
 def test_last_layer_equals_hidden_states(model):
-    tokens, valid = right_padded([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]])
-    positions = positions_from_mask(valid)
-    want = model.hidden_states(tokens, positions, valid)[0]
-    got = hidden_at_layer(model, tokens, valid, CFG.num_layers)
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    np.testing.assert_array_equal(np.asarray(hidden_at_layer(model, tokens, valid, -1)), got)
-    layer1 = np.asarray(hidden_at_layer(model, tokens, valid, 1))
-    assert np.abs(layer1 - np.asarray(got)).max() > 1e-3
-    np.testing.assert_array_equal(np.asarray(hidden_at_layer(model, tokens, valid, -2)), layer1)
+    rows = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    want = np.asarray(_reference(*nnx.split(model), *right_padded(rows)))[:3]
+    got = hidden(model, rows, CFG.num_layers)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(hidden(model, rows, -1), got)
+    layer1 = hidden(model, rows, 1)
+    assert np.abs(layer1 - got).max() > 1e-3
+    np.testing.assert_array_equal(hidden(model, rows, -2), layer1)
 
 
 @pytest.mark.parametrize("layer", [0, 3, -3, True, 1.0])
 def test_bad_layer_is_refused(model, layer):
-    tokens, valid = right_padded([[5, 6]])
     with pytest.raises(CoreaError, match="probe.features.layer"):
-        hidden_at_layer(model, tokens, valid, layer)
+        hidden_at_layer(model, *right_padded([[5, 6]]), layer)
 
 
 @pytest.mark.parametrize(
@@ -94,10 +112,11 @@ def test_last_pooling_is_the_final_completion_token_and_padding_invariant(model)
     alone = completion_features(model, prompts, completions, FeatureConfig(batch_size=1))
     assert batched.shape == (7, CFG.hidden_size) and batched.dtype == np.float32
     # The same row with other neighbours, another batch size and another padded length.
-    np.testing.assert_allclose(batched, alone, atol=1e-5)
-    for i in (0, 2, 6):
-        want = single(model, prompts[i] + completions[i], -1)[-1]
-        np.testing.assert_allclose(batched[i], want, atol=1e-5)
+    np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-5)
+    rows = [p + c for p, c in zip(prompts, completions, strict=True)]
+    states = hidden(model, rows, -1)
+    for i, row in enumerate(rows):
+        np.testing.assert_allclose(batched[i], states[i, len(row) - 1], rtol=1e-5, atol=1e-5)
 
 
 def test_answer_mean_pools_the_completion_tokens(model):
@@ -105,9 +124,9 @@ def test_answer_mean_pools_the_completion_tokens(model):
     got = completion_features(
         model, prompts, completions, FeatureConfig(layer=1, pooling="answer_mean")
     )
-    np.testing.assert_allclose(got[0], single(model, prompts[0] + completions[0], 1)[3:].mean(0),
-                               atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(got[1], single(model, prompts[1], 1)[-1], atol=1e-5)
+    states = hidden(model, [prompts[0] + completions[0], prompts[1]], 1)
+    np.testing.assert_allclose(got[0], states[0, 3:7].mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], states[1, 1], rtol=1e-5, atol=1e-5)
 
 
 def test_prompt_features_are_completion_features_without_completions(model):
@@ -181,21 +200,19 @@ def test_fit_edge_cases():
 
 def test_probe_finds_a_direction_in_the_models_hidden_states(model):
     rng = np.random.default_rng(4)
-    prompts, completions = random_rows(rng, 512)
+    prompts, completions = random_rows(rng, 1024)
     cfg = FeatureConfig(layer=1, batch_size=64)
     features = completion_features(model, prompts, completions, cfg)
-    # Labels from the model's layer-1 state at each row's final token, read off one padded batch
-    # (another code path than the pooled features): above or below the median along u.
-    tokens, valid = right_padded([p + c for p, c in zip(prompts, completions, strict=True)])
-    hidden = np.asarray(hidden_at_layer(model, tokens, valid, 1))
-    last = np.asarray(valid).sum(1) - 1
+    # Labels: the layer-1 state of each row's final token above or below its median along a
+    # random direction u (the pooling itself is checked against hidden_at_layer above).
     u = rng.normal(size=CFG.hidden_size)
-    score = hidden[np.arange(512), last] @ u
+    score = features @ u
     labels = score > np.median(score)
-    probe = fit_probe(features[:384], labels[:384])
-    # The labels are a deterministic linear threshold (Bayes accuracy 1).
-    accuracy = np.mean((probe.predict(features[384:]) > 0.5) == labels[384:])
-    assert accuracy >= 0.9
+    probe = fit_probe(features[:768], labels[:768])
+    # The labels are a deterministic linear threshold (Bayes accuracy 1); 768 rows in D = 64
+    # recover it to 0.98 held-out accuracy (measured).
+    accuracy = np.mean((probe.predict(features[768:]) > 0.5) == labels[768:])
+    assert accuracy >= 0.93
 
 
 # --- store ------------------------------------------------------------------------------------
@@ -219,9 +236,9 @@ SETTINGS = {"layer": -1, "pooling": "last", "split": "calibration"}
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
+def model_dirs(model, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    a = save_model(CausalLM(CFG, rngs=nnx.Rngs(0)), root / "a")
+    a = save_model(model, root / "a")
     b = save_model(CausalLM(CFG, rngs=nnx.Rngs(1)), root / "b")
     return a, b
 

@@ -73,9 +73,7 @@ def hidden_at_layer(model: CausalLM, tokens: jax.Array, valid: jax.Array, layer:
     inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     rope = rope_tables(positions_from_mask(valid), inv_freq, x.dtype)
     mask = causal_mask(valid)
-    for i, decoder_layer in enumerate(model.model.layers):
-        if i == k:
-            break
+    for decoder_layer in list(model.model.layers)[:k]:
         x = decoder_layer(x, rope, mask, None, 0)[0]
     if k == cfg.num_layers:
         x = model.model.norm(x)
