@@ -221,9 +221,9 @@ def test_probe_finds_a_direction_in_the_models_hidden_states(model):
 def small_probe(d=4):
     rng = np.random.default_rng(0)
     return Probe(
-        mean=rng.normal(size=d).astype(np.float32),
-        scale=(1 + rng.random(d)).astype(np.float32),
-        weight=rng.normal(size=d).astype(np.float32),
+        mean=rng.normal(size=d),
+        scale=1 + rng.random(d),
+        weight=rng.normal(size=d),
         bias=-0.25,
         c=0.1,
         cv_table={0.01: 0.6, 0.1: 0.5},

@@ -48,7 +48,8 @@ DEFAULT_C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 2, 1
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Probe:
-    """A fitted probe. Arrays are float32 [D]; `weight` applies to standardised features.
+    """A fitted probe. Arrays are float64 [D] (mean and scale as computed on the host, weight
+    as fitted in float32); `weight` applies to standardised features.
 
     cv_table: C -> cross-validated mean held-out log-loss, for every C of the grid.
     n_train: rows of the final fit; positive_rate: their fraction of True labels.
@@ -71,8 +72,7 @@ class Probe:
                 f"probe: features have shape {x.shape}, the probe expects [N, "
                 f"{self.weight.shape[0]}]"
             )
-        z = (x - self.mean.astype(np.float64)) / self.scale.astype(np.float64)
-        return z @ self.weight.astype(np.float64) + float(self.bias)
+        return ((x - self.mean) / self.scale) @ self.weight + float(self.bias)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """features [N, D] -> float64 [N] P(correct), clipped to [1e-12, 1 - 1e-12] so it stays
@@ -84,7 +84,7 @@ class Probe:
     @property
     def direction(self) -> np.ndarray:
         """[D] float64 unit vector: the weight in raw feature space (weight / scale)."""
-        v = self.weight.astype(np.float64) / self.scale.astype(np.float64)
+        v = self.weight / self.scale
         return v / max(np.linalg.norm(v), 1e-300)
 
 
@@ -236,11 +236,11 @@ def fit_probe(
     )
     cv_loss = np.asarray(held_out, np.float64).reshape(k + 1, m)[:k].sum(axis=0) / n  # [C]
     best = int(np.argmin(cv_loss))  # first minimum: the smallest such C
-    w = np.asarray(w, np.float32).reshape(k + 1, m, d)[k, best]
+    w = np.asarray(w, np.float64).reshape(k + 1, m, d)[k, best]
     b = float(np.asarray(b).reshape(k + 1, m)[k, best])
     return Probe(
-        mean=mean.astype(np.float32),
-        scale=scale.astype(np.float32),
+        mean=mean,
+        scale=scale,
         weight=w,
         bias=b,
         c=float(grid[best]),

@@ -9,8 +9,7 @@ failed or interrupted save leaves the previous file as it was):
     settings        the caller's dict (layer, pooling, data split, ...), compared on load
     created         UTC time of the save (informational, never compared)
     c, cv_table, n_train, positive_rate, bias
-    mean, scale, weight   [D] float32 lists (a float32 printed as a Python float reads back
-                          bit-exactly)
+    mean, scale, weight   [D] float64 lists (Python floats read back bit-exactly)
 
 A probe is a function of one model's hidden states: loading it for another checkpoint, another
 layer or pooling would silently return noise, so `load_probe` refuses with a one-line error
@@ -110,7 +109,7 @@ def save_probe(
         "positive_rate": float(probe.positive_rate),
         "bias": float(probe.bias),
         **{
-            name: np.asarray(getattr(probe, name), np.float32).tolist()
+            name: np.asarray(getattr(probe, name), np.float64).tolist()
             for name in ("mean", "scale", "weight")
         },
     }
@@ -156,7 +155,7 @@ def load_probe(
             f"{what} was fitted with {_first_difference(saved, wanted)}; delete it to refit"
         )
     try:
-        arrays = {n: np.asarray(record[n], np.float32) for n in ("mean", "scale", "weight")}
+        arrays = {n: np.asarray(record[n], np.float64) for n in ("mean", "scale", "weight")}
         probe = Probe(
             **arrays,
             bias=float(record["bias"]),
