@@ -2,7 +2,7 @@
 
 The invariant: what a request gets does not depend on what shares its batch. Greedy answers
 equal the offline `Sampler`'s for the same prompt, however requests join, leave, and however
-often the cache is shifted; seeded sampling gives the same tokens alone or in a crowd. One
+often the ring cache wraps; seeded sampling gives the same tokens alone or in a crowd. One
 engine (one warm-up) serves every test of this file.
 """
 
@@ -47,7 +47,7 @@ CONFIG = EngineConfig(
     max_new_tokens=MAX_NEW,
     prompt_buckets=(),
     row_buckets=(4, 16),
-    cache_slots=64 + MAX_NEW + 32,  # the minimum: the cache is shifted every few segments
+    cache_slots=64 + MAX_NEW,  # the minimum: the ring wraps every few segments
     max_queue=64,
     batch_wait_s=0.02,
 )
@@ -93,7 +93,7 @@ def reference(model, batch, max_new=MAX_NEW):
 def test_greedy_answers_equal_the_offline_sampler_however_requests_join(model, engine, caplog):
     batch = prompts(24)
     budgets = np.random.default_rng(1).integers(1, MAX_NEW + 1, size=len(batch))
-    shifts = engine.shifts
+    wraps = engine.wraps
     futures = []
     with jax.log_compiles(True), caplog.at_level(logging.WARNING):
         alone = engine.submit(Generation(batch[0], int(budgets[0]))).result(60)  # smallest shapes
@@ -108,7 +108,7 @@ def test_greedy_answers_equal_the_offline_sampler_however_requests_join(model, e
     for g, w, m in zip(got, want, budgets, strict=True):
         assert list(g.token_ids) == w[:m]
         assert g.finish_reason == ("length" if len(g.token_ids) == m else "stop")
-    assert engine.shifts > shifts  # the cache was compacted under live rows
+    assert engine.wraps > wraps  # the write pointer went round the ring under live rows
     assert engine.compiles_after_warmup == 0
     assert not compiled, compiled[:1]  # jax itself compiled nothing after the warm-up
 

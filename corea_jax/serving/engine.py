@@ -11,14 +11,18 @@ to join, and a short answer never waits for a long one.
 Bounded wait: when nothing is decoding, the first arrival waits up to `batch_wait_s` for
 others, so a burst of requests shares its first prefill and segment.
 
-Compiled shapes: prefill [A, P] for A in `row_buckets` and P in `prompt_buckets`, decode for
-each width in `row_buckets`, and the cache shift: all compiled by `warmup`, so nothing compiles
-while serving. Rows are allocated lowest-first, so the live width stays small at low load.
+Compiled shapes: prefill [A, P] for A in `row_buckets` and P in `prompt_buckets`, and decode
+for each width in `row_buckets`: all compiled by `warmup`, so nothing compiles while serving.
+Rows are allocated lowest-first, so the live width stays small at low load. The cache is a ring
+(`kernels`): the write pointer wraps, nothing is ever copied to make room.
+
+Abandoned requests (`cancel`, or a future cancelled by its waiter): a queued one leaves the
+queue at once; a decoding one frees its row at the end of the segment in flight (a segment is
+one device call and is not interrupted) and is never decoded again.
 
 [open] defaults (all `EngineConfig` fields): 32 rows, 8-step segments, powers-of-two row
-buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a cache of
-P_max + N_max + 4 x segment slots (every decode step reads them all; a shift, one copy of
-the cache, runs at most every other segment), 5 ms bounded wait.
+buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a ring of
+P_max + N_max slots (the longest row; every decode step reads them all), 5 ms bounded wait.
 """
 
 from __future__ import annotations
@@ -91,13 +95,13 @@ class EngineConfig:
     def slots(self) -> int:
         span = self.max_prompt_tokens + self.max_new_tokens
         if self.cache_slots:
-            if self.cache_slots < span + 4 * self.segment:
+            if self.cache_slots < span:
                 raise CoreaError(
                     f"serve.engine.cache_slots={self.cache_slots}: needs at least "
-                    f"max_prompt_tokens + max_new_tokens + 4 x segment = {span + 4 * self.segment}"
+                    f"max_prompt_tokens + max_new_tokens = {span} (the longest row)"
                 )
             return self.cache_slots
-        return span + 4 * self.segment
+        return span
 
 
 @dataclasses.dataclass
@@ -162,14 +166,13 @@ class Engine:
         self._buckets = config.rows_buckets()
         self._prompt_buckets = config.prompt_bucket_list()
         self._slots = config.slots()
-        self._p_max = self._prompt_buckets[-1]
         # Committed to the device like every kernel output, so the first call of each kernel
         # has the signature of all later ones (an uncommitted input compiles it a second time).
         self._rows_state = jax.device_put(
             kernels.init_rows(model.config, config.rows, self._slots, jnp.dtype(config.dtype)),
             jax.local_devices()[0],
         )
-        self._t = self._p_max
+        self._t = 0  # the ring slot written next
         self._live: dict[int, _Row] = {}
         self._queue: collections.deque[Generation] = collections.deque()
         self._cv = threading.Condition()
@@ -177,7 +180,7 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.segments = 0
-        self.shifts = 0
+        self.wraps = 0  # times the write pointer went round the ring
         # Shapes outside the warmed-up set (each would compile while serving): should stay 0.
         self.compiles_after_warmup = 0
         self._shapes: set[tuple] = set()
@@ -248,7 +251,6 @@ class Engine:
                 )  # fmt: skip
         for width in self._buckets:
             self._run_decode(width, {}, warm=True)
-        self._rows_state = kernels.shift(self._rows_state, jnp.int32(0))
         jax.block_until_ready(self._rows_state)
         self._warm = True
         return time.monotonic() - start
@@ -294,8 +296,6 @@ class Engine:
 
     def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
         width = len(admitted)
-        if self._t + self.config.segment > self._slots:
-            self._compact()
         now = time.monotonic()
         a = next(b for b in self._buckets if b >= width)
         p = next(b for b in self._prompt_buckets if b >= max(len(g.prompt) for _, g in admitted))
@@ -322,15 +322,6 @@ class Engine:
         for row, g in admitted:
             self._live[row] = _Row(g, [], live_after, now - g.enqueued)
 
-    def _compact(self) -> None:
-        starts = [self._t - len(r.request.prompt) - len(r.tokens) for r in self._live.values()]
-        delta = min([self._t - self._p_max, *starts])
-        if delta <= 0:
-            raise RuntimeError(f"KV cache of {self._slots} slots cannot be compacted")
-        self._rows_state = kernels.shift(self._rows_state, jnp.int32(delta))
-        self._t -= delta
-        self.shifts += 1
-
     def _run_decode(self, width: int, rows: dict[int, _Row], warm: bool = False):
         temperature = np.zeros((width,), np.float32)
         top_p = np.ones((width,), np.float32)
@@ -355,12 +346,13 @@ class Engine:
         return [np.asarray(x) for x in out[1:]]
 
     def _segment(self) -> None:
-        if self._t + self.config.segment > self._slots:
-            self._compact()
         top = max(self._live) + 1
         width = next(b for b in self._buckets if b >= top)
         tokens, drawn, eos, steps = self._run_decode(width, self._live)
         self._t += int(steps)
+        if self._t >= self._slots:
+            self._t -= self._slots
+            self.wraps += 1
         self.segments += 1
         if self.on_segment is not None:
             self.on_segment(len(self._live), int(steps))

@@ -6,18 +6,24 @@ prefill to the last token; a server must let requests join and leave while other
 the model's `hidden_states(..., cache_index)` is used unchanged:
 
 - The cache has B rows (the engine's slots) and S slots, per layer k [B, K, H, S] and
-  v [B, K, S, H] (`init_cache`'s layout). A global pointer t is the slot every row writes next.
+  v [B, K, S, H] (`init_cache`'s layout), used as a ring: a global pointer t in [0, S) is the
+  slot every row writes next, and it wraps from S - 1 to 0.
 - A row admitted at pointer t is prefilled alone ([A, P] new rows, left-padded to a prompt
-  bucket P) and its keys/values are copied to slots [t - P, t) of its row; `start[b]` is the
-  slot of its first real token, so the mask `start[b] <= s <= t` hides everything older.
+  bucket P) and its keys/values are copied to the ring slots t - P, ..., t - 1 (mod S) of its
+  row; `start[b]` is the slot of its first real token. A row sees the slots from its start up to
+  the one being written, going forward around the ring: slot s is visible when
+  (t - s) mod S <= (t - start[b]) mod S. Softmax does not care where a key sits, and RoPE was
+  applied when the key was written, so wrapping changes nothing a row computes.
 - Positions are per row (`pos[b]`: the position of the next token fed), so RoPE sees each
   row's own sequence whatever the slot.
-- When t reaches S the cache is shifted left by the oldest live row's start (`shift`), once
-  per many segments; positions do not change.
+- S >= the longest row (prompt + answer): a live row never overwrites its own oldest slot, and
+  nothing is ever moved (an earlier layout shifted the whole cache left when t reached S: one
+  copy of every row, every few segments under load).
 
 Sampling is per row (temperature [B], top_p [B], one PRNG key per row folded with the row's
 token count), so requests with different parameters share one compiled program and a
-request's draws do not depend on which other requests share its batch.
+request's draws do not depend on which other requests share its batch. When every row is
+greedy, no key or uniform is made at all.
 """
 
 from __future__ import annotations
@@ -48,11 +54,11 @@ class Graph:
 
 
 class Rows(NamedTuple):
-    """The engine's device state; B = slots."""
+    """The engine's device state; B = rows, S = ring slots."""
 
     cache: tuple[LayerCache, ...]  # per layer k [B, K, H, S], v [B, K, S, H]
     logits: jax.Array  # [B, V] float32: logits of each row's next token
-    start: jax.Array  # [B] int32: cache slot of the row's first prompt token
+    start: jax.Array  # [B] int32 in [0, S): ring slot of the row's first prompt token
     pos: jax.Array  # [B] int32: position id of the next token fed
 
 
@@ -88,25 +94,38 @@ def draw_rows(logits, temperature, top_p, keys):
     return jnp.where(temperature > 0, sampled, greedy)
 
 
+def ring_visible(slot, start, slots: int):
+    """slot [] the ring slot written now, start [B] -> [B, S] bool: the slots each row sees
+    (its own, from `start` forward around the ring to `slot`)."""
+    s = jnp.arange(slots, dtype=jnp.int32)
+    return (slot - s[None, :]) % slots <= ((slot - start) % slots)[:, None]
+
+
 @functools.partial(jax.jit, static_argnames=("graph",), donate_argnames=("rows",))
 def admit(graph: Graph, params, rows: Rows, tokens, valid, slots, write, t):
     """Prefills new rows into the shared cache.
 
     tokens, valid [A, P] (left-padded prompts), slots [A] int32 distinct row indices, write [A]
-    bool (False: a padding entry, its row is left as it is), t [] int32 the write pointer
-    (t >= P): row slots[a] gets the prompt at cache slots [t - P, t).
+    bool (False: a padding entry, its row is left as it is), t [] int32 the write pointer in
+    [0, S): row slots[a] gets the prompt at ring slots t - P, ..., t - 1 (mod S).
     """
     model = graph.merge(params)
     a, p = tokens.shape
+    ring = rows.cache[0].v.shape[2]
     dtype = rows.cache[0].k.dtype
     logits, fresh = prefill(model, tokens, valid, p, dtype)
-    keep = write[:, None, None, None]
+    # Ring slot s holds prompt column (s - t + P) mod S when that is < P (a gather, so a prompt
+    # that wraps past slot S - 1 needs no second write).
+    column = (jnp.arange(ring, dtype=jnp.int32) - t + p) % ring
+    inside = column < p
+    column = jnp.minimum(column, p - 1)
 
     def place(big, new, axis):
-        old = big[slots]  # [A, ...]
-        index = [0, 0, 0, 0]
-        index[axis] = t - p
-        placed = jax.lax.dynamic_update_slice(old, new.astype(big.dtype), tuple(index))
+        old = big[slots]  # [A, ...] the admitted rows
+        shape = [1, 1, 1, 1]
+        shape[axis] = ring
+        placed = jnp.take(new.astype(big.dtype), column, axis=axis)
+        keep = write[:, None, None, None] & inside.reshape(shape)
         return big.at[slots].set(jnp.where(keep, placed, old))
 
     cache = tuple(
@@ -118,7 +137,7 @@ def admit(graph: Graph, params, rows: Rows, tokens, valid, slots, write, t):
     return Rows(
         cache=cache,
         logits=rows.logits.at[slots].set(jnp.where(write[:, None], logits, rows.logits[slots])),
-        start=pick(rows.start, t - lengths),
+        start=pick(rows.start, (t - lengths) % ring),
         pos=pick(rows.pos, lengths),
     )
 
@@ -128,7 +147,7 @@ def admit(graph: Graph, params, rows: Rows, tokens, valid, slots, write, t):
 )
 def decode(graph: Graph, params, rows: Rows, t, temperature, top_p, seeds, counts, budget, *,
            width, steps, eos_ids):  # fmt: skip
-    """Up to `steps` decode steps of rows [0, width), writing cache slots t, t + 1, ...
+    """Up to `steps` decode steps of rows [0, width), writing ring slots t, t + 1, ... (mod S).
 
     temperature, top_p [width]; seeds [width] int32 per-row seeds, counts [width] tokens each row
     has drawn so far (the fold-in index, so a row's draws do not depend on the batch); budget
@@ -137,23 +156,30 @@ def decode(graph: Graph, params, rows: Rows, t, temperature, top_p, seeds, count
     row, eos [width] bool, steps run).
     """
     model = graph.merge(params)
-    keys = jax.vmap(jax.random.key)(seeds)  # built here: one op, not one per row on the host
     live = jax.tree.map(lambda x: x[:width], rows)
+    ring = live.cache[0].v.shape[2]
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
-    s = jnp.arange(live.cache[0].v.shape[2])
+    sampling = jnp.any(temperature > 0)
+
+    def draw(logits, i):
+        def sample(logits):
+            keys = jax.vmap(jax.random.key)(seeds)  # built here: one op, not one per row
+            step_keys = jax.vmap(jax.random.fold_in)(keys, counts + i)
+            return draw_rows(logits, temperature, top_p, step_keys)
+
+        return jax.lax.cond(sampling, sample, first_argmax, logits)
 
     def body(carry):
         i, live, out, drawn, done, hit_eos = carry
-        step_keys = jax.vmap(jax.random.fold_in)(keys, counts + i)
-        tok = draw_rows(live.logits, temperature, top_p, step_keys)
+        tok = draw(live.logits, i)
         active = ~done
         out = out.at[:, i].set(tok)
         drawn = drawn + active.astype(jnp.int32)
         is_eos = jnp.any(tok[:, None] == eos[None, :], axis=1)
         hit_eos = hit_eos | (active & is_eos)
         done = done | is_eos | (drawn >= budget)
-        slot = t + i
-        mask = (s[None, :] >= live.start[:, None]) & (s[None, :] <= slot)  # [width, S]
+        slot = (t + i) % ring
+        mask = ring_visible(slot, live.start, ring)  # [width, S]
         hidden, cache = model.hidden_states(
             tok[:, None], live.pos[:, None], mask[:, None, :], live.cache, slot
         )
@@ -171,12 +197,3 @@ def decode(graph: Graph, params, rows: Rows, t, temperature, top_p, seeds, count
     if width < rows.start.shape[0]:
         live = jax.tree.map(lambda full, part: full.at[:width].set(part), rows, live)
     return live, out, drawn, hit_eos, n
-
-
-@functools.partial(jax.jit, donate_argnames=("rows",))
-def shift(rows: Rows, delta):
-    """Moves every row's cache `delta` slots to the left (slots [delta, S) -> [0, S - delta))."""
-    cache = tuple(
-        LayerCache(jnp.roll(c.k, -delta, axis=3), jnp.roll(c.v, -delta, axis=2)) for c in rows.cache
-    )
-    return rows._replace(cache=cache, start=rows.start - delta)
