@@ -96,12 +96,10 @@ def slm_pass(cfg: CascadeConfig, workdir: Path, questions, grader) -> tuple[dict
     return out, answerer
 
 
-def llm_pass(cfg: CascadeConfig, workdir: Path, questions, grader, count_tokens):
+def llm_pass(cfg: CascadeConfig, cache: Path, questions, grader, count_tokens):
     """`{name: [row]}` of LLM answers (text, tokens, usage source, error, scores), and the call
-    counts."""
-    answers, stats = answer_with_llm(
-        cfg.llm, questions, workdir / "llm_cache.sqlite", count_tokens, cfg.seed
-    )
+    counts; answers are cached in the SQLite file `cache`."""
+    answers, stats = answer_with_llm(cfg.llm, questions, cache, count_tokens, cfg.seed)
     out = {
         name: scored_llm_rows(cfg, records, answers[name], grader)
         for name, (records, _) in questions.items()
@@ -377,9 +375,12 @@ def _confidences(rows, key: str = "confidence") -> np.ndarray:
 # The two commands
 
 
-def run(cfg: CascadeConfig, workdir) -> dict:
-    """The cascade: SLM pass, LLM pass, costs, sweeps, tau rules, report. Returns the summary."""
+def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
+    """The cascade: SLM pass, LLM pass, costs, sweeps, tau rules, report. Returns the summary.
+    `llm_cache`: the LLM answer cache (default `workdir/llm_cache.sqlite`; `corea-jax compare`
+    shares one between its SLMs)."""
     workdir = Path(workdir)
+    llm_cache = workdir / "llm_cache.sqlite" if llm_cache is None else Path(llm_cache)
     questions = load_questions(cfg.datasets)
     workdir.mkdir(parents=True, exist_ok=True)
     prices = cfg.price_table()
@@ -390,7 +391,7 @@ def run(cfg: CascadeConfig, workdir) -> dict:
             return _run_fixed(cfg, workdir, questions, slm, answerer, grader)
         masks = calibration_masks(cfg, questions)
         fits = signals.fitted_scores(cfg, workdir, answerer, questions, slm, masks)
-        llm, llm_stats = llm_pass(cfg, workdir, questions, grader, answerer.count_tokens)
+        llm, llm_stats = llm_pass(cfg, llm_cache, questions, grader, answerer.count_tokens)
     header = {
         "model_dir": str(answerer.model_dir),
         "llm_calls": llm_stats,

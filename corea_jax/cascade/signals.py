@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from corea_jax.atomic_files import write_atomic
+from corea_jax.atomic_files import atomic_path
 from corea_jax.cascade.settings import CascadeConfig, SignalsConfig
 from corea_jax.errors import CoreaError
 
@@ -113,24 +113,8 @@ def _read_features(path: Path) -> dict[str, np.ndarray]:
 
 
 def _write_features(path: Path, table: dict[str, np.ndarray]) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, keys=np.array(list(table)), values=np.stack(list(table.values())))
-    write_atomic(path, buf.getvalue())
-
-
-def _fold_ids(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """[N] fold of each example, stratified: each class is shuffled by `seed` and dealt in turn."""
-    rng = np.random.default_rng(seed)
-    out = np.empty(labels.shape[0], np.int64)
-    start = 0
-    for value in (False, True):
-        idx = np.flatnonzero(labels == value)
-        idx = idx[rng.permutation(idx.size)]
-        out[idx] = (start + np.arange(idx.size)) % folds
-        start += idx.size
-    return out
+    with atomic_path(path) as tmp:
+        np.savez(tmp, keys=np.array(list(table)), values=np.stack(list(table.values())))
 
 
 def _data_digest(keys, labels) -> str:
@@ -185,7 +169,14 @@ def _scores(signal, signals, workdir, identity, settings, feats, labels, calibra
     names = list(feats)
     if signals.probe_dir:  # a probe fitted elsewhere: it scores every question
         path = Path(signals.probe_dir) / f"{signal}.json"
-        probe = load_probe(path, kind=signal, model_identity=identity, settings=None)
+        saved = _settings_in(path)
+        for key, value in _feature_settings(signals, signal).items():
+            if path.exists() and saved.get(key) != value:
+                raise CoreaError(
+                    f"probe {path} reads {key}={saved.get(key)!r}, this run {value!r}; set "
+                    f"signals.{signal}_{key} to match or refit"
+                )
+        probe = load_probe(path, kind=signal, model_identity=identity, settings=saved)
         report = FitReport(signal, True, f"loaded from {path}", probe.c, probe.n_train,
                            probe.positive_rate, reused=True)  # fmt: skip
         return {n: probe.predict(feats[n]) for n in names}, report
@@ -222,42 +213,56 @@ def _saved(path: Path, signal, identity, settings, load_probe):
     model is refused: the workdir belongs to another SLM."""
     if not path.exists():
         return None
-    load_probe(path, kind=signal, model_identity=identity, settings=None)  # raises: other model
+    load_probe(path, kind=signal, model_identity=identity, settings=_settings_in(path))
     try:
         return load_probe(path, kind=signal, model_identity=identity, settings=settings)
     except CoreaError:
         return None
 
 
-def _check_classes(y: np.ndarray, folds: int) -> None:
+def _settings_in(path: Path) -> dict:
+    """The settings a probe file was saved with ({} when unreadable: `load_probe` then says
+    what is wrong with the file)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _check_classes(y: np.ndarray) -> int:
+    """The number of examples of the rarer class; raises when a probe cannot be fitted."""
     n_pos, n = int(y.sum()), int(y.shape[0])
-    if min(n_pos, n - n_pos) < folds:
+    if min(n_pos, n - n_pos) < 2:
         raise CoreaError(
-            f"{n} calibration answers, {n_pos} right: each class needs at least "
-            f"signals.folds={folds} examples to fit a probe"
+            f"{n} calibration answers, {n_pos} right: a probe needs at least 2 right and 2 "
+            "wrong answers on the calibration split"
         )
+    return min(n_pos, n - n_pos)
 
 
 def fit_probe_cv(x: np.ndarray, y: np.ndarray, signals: SignalsConfig):
     """The probe on all of `x` [N, D], `y` [N], its L2 strength chosen by CV over `c_grid`."""
     from corea_jax.probes import fit_probe
 
-    _check_classes(y, signals.folds)
+    _check_classes(y)
     return fit_probe(x, y, c_grid=signals.c_grid, folds=signals.folds, seed=signals.seed)
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, c: float, signals: SignalsConfig) -> np.ndarray:
     """[N] each example's probability from a probe (L2 strength `c`) fitted on the other folds
-    (stratified, `signals.folds` of them, dealt by `signals.seed`)."""
+    (stratified; `signals.folds` of them, fewer when the rarer class has fewer examples)."""
     from corea_jax.probes import fit_probe
+    from corea_jax.probes.logistic import stratified_folds
 
-    _check_classes(y, signals.folds)
-    fold = _fold_ids(y, signals.folds, signals.seed)
+    folds = min(signals.folds, _check_classes(y))
+    fold = stratified_folds(y, folds, signals.seed)
     oof = np.empty(y.shape[0], np.float64)
-    for k in range(signals.folds):
-        held = fold == k
-        rest = y[~held]
-        inner = max(2, min(signals.folds, int(rest.sum()), int((~rest).sum())))
-        sub = fit_probe(x[~held], rest, c_grid=(c,), folds=inner, seed=signals.seed)
+    for k in range(folds):
+        held, rest = fold == k, y[fold != k]
+        if min(int(rest.sum()), int((~rest).sum())) < 2:  # too few left to fit: the base rate
+            oof[held] = rest.mean()
+            continue
+        sub = fit_probe(x[~held], rest, c_grid=(c,), folds=2, seed=signals.seed)
         oof[held] = sub.predict(x[held])
     return oof

@@ -25,6 +25,8 @@ COMMANDS = {
     "demo": "The whole method end to end on a synthetic task, offline, on a CPU.",
     "serve": "The trained cascade as an OpenAI-compatible endpoint, batching concurrent requests.",
     "plan": "Will a config fit a TPU slice? Its update and rollout compiled ahead of time.",
+    "compare": "The paper's table: every SLM and deferral signal (verbalized, AvgProb, probe, "
+    "router) side by side.",
 }
 
 
