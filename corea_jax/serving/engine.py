@@ -247,7 +247,7 @@ class Engine:
                 slots = np.arange(a, dtype=np.int32)
                 self._rows_state = kernels.admit(
                     self.graph, self.params, self._rows_state, tokens, valid, slots,
-                    np.zeros((a,), bool), jnp.int32(self._t),
+                    np.zeros((a,), bool), np.int32(self._t),
                 )  # fmt: skip
         for width in self._buckets:
             self._run_decode(width, {}, warm=True)
@@ -295,19 +295,32 @@ class Engine:
         return out
 
     def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
-        width = len(admitted)
+        """Prefills `admitted` in chunks whose sizes are row buckets (largest first, prompts of
+        similar length together), so no prefill row is padding: on a CPU a padding row costs
+        as much as a real one. Only a remainder below the smallest bucket is padded."""
         now = time.monotonic()
+        live_after = len(self._live) + len(admitted)
+        todo = sorted(admitted, key=lambda x: len(x[1].prompt), reverse=True)
+        while todo:
+            size = max((b for b in self._buckets if b <= len(todo)), default=len(todo))
+            chunk, todo = todo[:size], todo[size:]
+            self._prefill(chunk)
+        for row, g in admitted:
+            self._live[row] = _Row(g, [], live_after, now - g.enqueued)
+
+    def _prefill(self, chunk: list[tuple[int, Generation]]) -> None:
+        width = len(chunk)
         a = next(b for b in self._buckets if b >= width)
-        p = next(b for b in self._prompt_buckets if b >= max(len(g.prompt) for _, g in admitted))
+        p = next(b for b in self._prompt_buckets if b >= max(len(g.prompt) for _, g in chunk))
         tokens = np.zeros((a, p), np.int32)
         valid = np.zeros((a, p), bool)
         slots = np.zeros((a,), np.int32)
         write = np.zeros((a,), bool)
-        used = {row for row, _ in admitted}
+        used = {row for row, _ in chunk}
         spare = (r for r in range(self.config.rows) if r not in used)
         for i in range(a):
             if i < width:
-                row, g = admitted[i]
+                row, g = chunk[i]
                 tokens[i, p - len(g.prompt) :] = g.prompt
                 valid[i, p - len(g.prompt) :] = True
                 slots[i], write[i] = row, True
@@ -316,11 +329,8 @@ class Engine:
         self._note_shape(("admit", a, p))
         self._rows_state = kernels.admit(
             self.graph, self.params, self._rows_state, tokens, valid, slots, write,
-            jnp.int32(self._t),
+            np.int32(self._t),
         )  # fmt: skip
-        live_after = len(self._live) + width
-        for row, g in admitted:
-            self._live[row] = _Row(g, [], live_after, now - g.enqueued)
 
     def _run_decode(self, width: int, rows: dict[int, _Row], warm: bool = False):
         temperature = np.zeros((width,), np.float32)
@@ -338,7 +348,7 @@ class Engine:
             budget[0] = 1
         self._note_shape(("decode", width))
         out = kernels.decode(
-            self.graph, self.params, self._rows_state, jnp.int32(self._t), temperature,
+            self.graph, self.params, self._rows_state, np.int32(self._t), temperature,
             top_p, seeds, counts, budget,
             width=width, steps=self.config.segment, eos_ids=self.eos_ids,
         )  # fmt: skip
