@@ -15,9 +15,11 @@ the project's output format:
 
     <think>34 + 57 = 91. 91 - 12 = 79.</think><answer>79</answer><confidence>0.90</confidence>
 
-Its stated confidence is a parameter (the demo warms up with one fixed high value, so the warm
-model is over-confident, as real SLMs are). The vocabulary is small and regular on purpose (digits,
-operators, a few fixed words) so a byte-level BPE model can learn it on a CPU in minutes.
+Its stated confidence is a parameter (`warmup_confidence`: the demo warms up with a high value on
+half the traces and a uniform two-decimal one on the others, so the warm model states varied
+values and is over-confident on average, as real SLMs are). The vocabulary is small and regular on
+purpose (digits, operators, a few fixed words) so a byte-level BPE model can learn it on a CPU in
+minutes.
 
 Defaults the paper does not fix (it has no synthetic task), all fields of `SyntheticTask`:
   - steps 1-3 and digits 1-3, levels visited in turn so each split is balanced across levels;
@@ -276,13 +278,24 @@ def format_confidence(confidence: float, decimals: int = 2) -> str:
 def warmup_confidence(record: Record, high: float, random_share: float = 0.0) -> float:
     """The confidence a supervised warm-up trace of `record` states.
 
-    `high` on all but a `random_share` of the records; those (picked by a hash of the question,
-    so the choice is fixed across epochs and runs) state a value drawn uniformly from
-    {0.0, 0.1, ..., 1.0} by the same hash. Either way the value says nothing about whether the
-    answer is right. With `random_share=0` the warm model states one value and GRPO has no
-    confidence variation within a group to learn from (every sample of a group gets the same
-    calibration term), so the demo keeps a small share of random values for exploration
-    [open: the paper starts from instruct models that already state varied confidences].
+    `high` on all but a `random_share` of the records; those state a two-decimal value drawn
+    uniformly from {0.00, 0.01, ..., 1.00}. Both the choice and the value come from a hash of the
+    question (independent bytes of one sha256), so they are fixed across epochs and runs and say
+    nothing about the question's level or whether an answer is right: the warm model learns a
+    confidence that carries no information, and sampled at temperature 1 it states the mixture
+    (about `1 - random_share` of "0.90" when `high` is 0.9, the rest spread over [0, 1]).
+
+    Why a share of uniform values rather than every trace drawn around `high` [open]: a uniform
+    share puts probability on the whole range, low values included, so a GRPO group on a hard
+    question already contains samples near the calibrated answer (a spread around 0.9 would leave
+    the low end to extrapolation), and the many distinct values make discreteness after training
+    an outcome rather than an input (the previous rule drew from 11 tenths). The `high` part keeps
+    the start over-confident on average, as instruct SLMs are: the mean stated value is
+    `(1 - random_share) * high + random_share * 0.5` (0.70 at high 0.9, share 0.5). Greedy
+    decoding picks the mode, so a greedy warm model states `high` almost always; the variety is
+    in its samples. With `random_share=0` every sample of a GRPO group states `high` and the
+    calibration term has nothing to compare [open: the paper starts from instruct models that
+    already state varied confidences].
     """
     if not 0.0 <= random_share <= 1.0:
         raise DataError(f"sft_random_confidence must be in [0, 1], got {random_share}")
@@ -290,7 +303,8 @@ def warmup_confidence(record: Record, high: float, random_share: float = 0.0) ->
     draw = int.from_bytes(digest[:8], "big") / 2**64
     if draw >= random_share:
         return high
-    return digest[8] % 11 / 10
+    # 2**64 mod 101 / 2**64 ~ 1e-18: the modulo's bias is far below anything measurable.
+    return int.from_bytes(digest[8:16], "big") % 101 / 100
 
 
 def reference_completion(record: Record, confidence: float, decimals: int = 2) -> str:
