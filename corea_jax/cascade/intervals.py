@@ -23,21 +23,32 @@ def _cost_vs_llm(cascade_cost: np.ndarray, llm_cost: np.ndarray) -> float:
 
 
 def choice_intervals(
-    test: CascadeData, tau: float, invalid_confidence: float = 0.0, *, seed: int = 0
+    test: CascadeData,
+    tau: float,
+    invalid_confidence: float = 0.0,
+    *,
+    seed: int = 0,
+    samples: int = 1,
 ) -> dict[str, dict]:
     """`{statistic: Interval.to_dict()}` for the cascade at `tau` on `test`'s questions:
-    pass_at_1, pass_vs_llm (fraction; x100 for points), cost_vs_llm (fraction), llm_fraction."""
+    pass_at_1, pass_vs_llm (fraction; x100 for points), cost_vs_llm (fraction), llm_fraction.
+
+    With `samples` = k > 1 the rows are k SLM samples per question, question-major: they are
+    resampled as [Q, k] blocks, a question with its k samples (a cluster bootstrap)."""
     if not math.isfinite(tau):
         return {}
     defer = defer_mask(test.confidence, tau, invalid_confidence)
     correct = np.where(defer, test.llm_correct, test.slm_correct).astype(np.float64)
     cost = np.where(defer, test.slm_cost_deferred + test.llm_cost, test.slm_cost)
     llm_correct = test.llm_correct.astype(np.float64)
+    q = lambda a: np.asarray(a).reshape(-1, samples)  # noqa: E731 - [R] -> [Q, k]
     out = {
-        "pass_at_1": stats.bootstrap(np.mean, correct, seed=seed),
-        "pass_vs_llm": stats.paired_difference(np.mean, (correct,), (llm_correct,), seed=seed),
-        "cost_vs_llm": stats.bootstrap(_cost_vs_llm, cost, test.llm_cost, seed=seed),
-        "llm_fraction": stats.bootstrap(np.mean, defer.astype(np.float64), seed=seed),
+        "pass_at_1": stats.bootstrap(np.mean, q(correct), seed=seed),
+        "pass_vs_llm": stats.paired_difference(
+            np.mean, (q(correct),), (q(llm_correct),), seed=seed
+        ),
+        "cost_vs_llm": stats.bootstrap(_cost_vs_llm, q(cost), q(test.llm_cost), seed=seed),
+        "llm_fraction": stats.bootstrap(np.mean, q(defer.astype(np.float64)), seed=seed),
     }
     return {name: iv.to_dict() for name, iv in out.items()}
 

@@ -60,7 +60,8 @@ from corea_jax.cascade.sweep import (
 )
 from corea_jax.data.splits import question_key
 from corea_jax.errors import CoreaError
-from corea_jax.scoring.metrics import auroc, calibration_summary
+from corea_jax.scoring import metrics as metrics_lib
+from corea_jax.scoring.metrics import auroc, calibration_summary, per_group_calibration
 from corea_jax.scoring.score import ScoreItem, score_texts
 from corea_jax.scoring.stats import calibration_intervals
 
@@ -86,14 +87,23 @@ def score_answers(records, texts, fmt: str, grader) -> list[dict]:
 
 
 def slm_pass(cfg: CascadeConfig, workdir: Path, questions, grader) -> tuple[dict, SLMAnswerer]:
-    """`{name: [row]}`: SLM sample rows (cached) merged with their scores."""
+    """`{name: [row]}`: SLM sample rows (cached; `slm.samples` per question, question-major)
+    merged with their scores."""
     answerer = SLMAnswerer(slm_model_dir(cfg.slm, workdir, questions), cfg.slm, workdir / "slm")
     out = {}
     for name, (records, templates) in questions.items():
         rows = answerer.answer(name, records, templates)
-        grades = score_answers(records, [r["text"] for r in rows], cfg.output_format, grader)
+        grades = score_answers(
+            per_sample(records, cfg.slm.samples), [r["text"] for r in rows], cfg.output_format,
+            grader,
+        )  # fmt: skip
         out[name] = [row | g for row, g in zip(rows, grades, strict=True)]
     return out, answerer
+
+
+def per_sample(items, k: int) -> tuple:
+    """Each of `items` (one per question) k times, in the SLM rows' question-major order."""
+    return tuple(item for item in items for _ in range(k))
 
 
 def llm_pass(cfg: CascadeConfig, cache: Path, questions, grader, count_tokens):
@@ -123,10 +133,12 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
     grades, tokens and costs."""
     prices = cfg.price_table()
     masks = calibration_masks(cfg, questions)
+    k = cfg.slm.samples
     rows = []
     for name, (records, _) in questions.items():
-        mask = masks[name]
-        s_rows, l_rows = slm[name], llm[name]
+        # One row per SLM sample; the question's LLM answer (asked once) on each of its rows.
+        mask, records = per_sample(masks[name], k), per_sample(records, k)
+        s_rows, l_rows = slm[name], per_sample(llm[name], k)
         s_cost = prices.cost(
             cfg.slm.price_name,
             [r["prompt_tokens"] for r in s_rows],
@@ -141,26 +153,38 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
         prefill = prices.cost(cfg.slm.price_name, [r["prompt_tokens"] for r in s_rows], 0)
         if cfg.signals.router_cost == "none":
             prefill = np.zeros_like(prefill)
-        for k, rec in enumerate(records):
-            s, m = s_rows[k], l_rows[k]
+        for i, rec in enumerate(records):
+            s, m = s_rows[i], l_rows[i]
             rows.append(
                 {
                     "dataset": name,
                     "id": rec.id,
-                    "split": "calibration" if mask[k] else "test",
+                    "sample": s.get("sample", 0),
+                    "split": "calibration" if mask[i] else "test",
                     "gold": rec.answer,
                     "kind": rec.kind,
+                    "level": _level(rec),
                     "confidence": s["confidence"],
                     "avgprob": s["avgprob"],
-                    **{k: s.get(k) for k in cfg.signals.fitted},
+                    **{key: s.get(key) for key in cfg.signals.fitted},
                     **{f"slm_{key}": s[key] for key in _SLM_KEYS},
-                    "slm_cost": float(s_cost[k]),
-                    "slm_prefill_cost": float(prefill[k]),
+                    "slm_cost": float(s_cost[i]),
+                    "slm_prefill_cost": float(prefill[i]),
                     **{f"llm_{key}": m[key] for key in _LLM_KEYS},
-                    "llm_cost": float(l_cost[k]),
+                    "llm_cost": float(l_cost[i]),
                 }
             )
     return rows
+
+
+def _level(record):
+    """The question's difficulty level where its source has one (MATH's "Level 5", the
+    synthetic task's steps and digits), for per-level calibration; None otherwise."""
+    meta = record.metadata
+    if "steps" in meta and "digits" in meta:
+        return f"{meta['steps']},{meta['digits']}"
+    level = meta.get("level")
+    return None if level is None else str(level)
 
 
 def calibration_masks(cfg: CascadeConfig, questions) -> dict[str, np.ndarray]:
@@ -258,21 +282,30 @@ def _datasets(rows) -> list[str]:
 
 
 def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
-    invalid, tau = cfg.tau.invalid_confidence, cfg.tau
+    invalid, tau, k, bins = cfg.tau.invalid_confidence, cfg.tau, cfg.slm.samples, cfg.report.bins
     mask = np.array([r["split"] == "calibration" for r in rows])
     correct = np.array([r["slm_correct"] for r in rows], bool)
     slm_rows = [{"correct": r["slm_correct"], "confidence": r["confidence"],
                  "format_ok": r["slm_format_ok"]} for r in rows]  # fmt: skip
-    entry = {"n": len(rows), "n_calibration": int(mask.sum()), "signals": {}}
-    entry["slm_metrics"] = _calibration(slm_rows, cfg.report.bins, invalid)
+    entry = {"n": len(rows), "n_calibration": int(mask.sum()), "samples_per_question": k,
+             "n_questions": len(rows) // k, "n_test_questions": int((~mask).sum()) // k,
+             "signals": {}}  # fmt: skip
+    entry["slm_metrics"] = _calibration(slm_rows, bins, invalid)
     entry["slm_metrics"].pop("reliability")
-    slm_conf = _confidences(rows)
+    slm_conf = np.where(np.isnan(c := _confidences(rows)), invalid, c)
+    # Samples of one question move together in the bootstrap: [Q, k] arrays.
     entry["slm_intervals"] = {
         name: iv.to_dict()
         for name, iv in calibration_intervals(
-            correct, np.where(np.isnan(slm_conf), invalid, slm_conf), n_bins=cfg.report.bins
+            correct.reshape(-1, k), slm_conf.reshape(-1, k), n_bins=bins, selective=True
         ).items()
     }
+    levels = [r.get("level") for r in rows]
+    if all(level is not None for level in levels) and len(set(levels)) > 1:
+        test_levels = [lv for lv, m in zip(levels, mask, strict=True) if not m]
+        entry["slm_by_level"] = per_group_calibration(
+            slm_conf[~mask], correct[~mask], test_levels, n_bins=bins
+        )
     results, reliability = {}, {}
     slm_cost = np.array([r["slm_cost"] for r in rows])
     for signal in cfg.signals.use:
@@ -301,7 +334,7 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
         sweep = sweep_thresholds(test, grid=grid, invalid_confidence=invalid)
         results[signal] = SignalResult(test, sweep, choices)
         entry["signals"][signal] = {
-            "test_metrics": signal_metrics(conf[~mask], correct[~mask], cfg.report.bins, invalid),
+            "test_metrics": signal_metrics(conf[~mask], correct[~mask], bins, invalid),
             "test_baselines": {
                 "slm_only": sweep.slm_only.as_dict(),
                 "llm_only": sweep.llm_only.as_dict(),
@@ -315,7 +348,9 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
                     "note": c.note,
                     "calibration": c.calibration.as_dict(),
                     "test": c.test.as_dict(),
-                    "test_intervals": choice_intervals(test, c.tau, invalid, seed=tau.seed),
+                    "test_intervals": choice_intervals(
+                        test, c.tau, invalid, seed=tau.seed, samples=k
+                    ),
                 }
                 for c in choices
             ],  # fmt: skip
@@ -332,9 +367,15 @@ def signal_metrics(conf: np.ndarray, correct: np.ndarray, bins: int, invalid: fl
         correct, np.nan_to_num(conf).astype(np.float32), valid, None,
         n_bins=bins, invalid_confidence=invalid,
     )  # fmt: skip
-    keys = ("n", "confidence_valid_rate", "mean_confidence", "ece", "ece_equal_mass", "brier",
-            "auroc")  # fmt: skip
-    return {k: m[k] for k in keys}
+    keys = ("n", "confidence_valid_rate", "mean_confidence", "ece", "brier", "auroc")
+    out = {k: m[k] for k in keys}
+    effective = np.where(valid, conf, invalid).astype(np.float32)
+    for name, fn in (("ece_equal_mass", metrics_lib.equal_mass_ece), ("aurc", metrics_lib.aurc),
+                     ("excess_aurc", metrics_lib.excess_aurc)):  # fmt: skip
+        value = float(fn(effective, correct))
+        out[name] = round(value, 6) if np.isfinite(value) else None
+    out["distinct_values"] = int(np.unique(conf[valid]).size)
+    return out
 
 
 def evaluation_metrics(slm: dict, bins: int, invalid: float, samples_drawn: int) -> dict:
@@ -389,8 +430,12 @@ def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
         slm, answerer = slm_pass(cfg, workdir, questions, grader)
         if cfg.tau.fixed is not None:
             return _run_fixed(cfg, workdir, questions, slm, answerer, grader)
-        masks = calibration_masks(cfg, questions)
-        fits = signals.fitted_scores(cfg, workdir, answerer, questions, slm, masks)
+        k = cfg.slm.samples
+        fits = signals.fitted_scores(
+            cfg, workdir, answerer,
+            {name: (per_sample(recs, k), t) for name, (recs, t) in questions.items()}, slm,
+            {name: np.repeat(m, k) for name, m in calibration_masks(cfg, questions).items()},
+        )  # fmt: skip
         llm, llm_stats = llm_pass(cfg, llm_cache, questions, grader, answerer.count_tokens)
     header = {
         "model_dir": str(answerer.model_dir),

@@ -212,6 +212,11 @@ class CascadeConfig:
     def __post_init__(self):
         if not self.datasets:
             raise CoreaError("datasets: empty; name at least one dataset")
+        if self.tau.fixed is not None and self.slm.samples != 1:
+            raise CoreaError(
+                f"tau.fixed with slm.samples={self.slm.samples}: a fixed-tau cascade serves one "
+                "answer per question; set slm.samples=1"
+            )
 
     @classmethod
     def from_config(cls, config) -> CascadeConfig:

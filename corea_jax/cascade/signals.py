@@ -153,8 +153,14 @@ def fitted_scores(
             "seed": signals.seed,
             "calibration_data": _data_digest(keys_cal, y_cal),
         }
+        groups = [
+            f"{n}|{r['id']}"
+            for n in questions
+            for r, m in zip(slm[n], calibration[n], strict=True)
+            if m
+        ]
         scores, reports[signal] = _scores(
-            signal, signals, workdir, identity, settings, feats, labels, calibration
+            signal, signals, workdir, identity, settings, feats, labels, calibration, groups
         )
         for name in questions:
             for row, value in zip(slm[name], scores[name], strict=True):
@@ -162,7 +168,7 @@ def fitted_scores(
     return reports
 
 
-def _scores(signal, signals, workdir, identity, settings, feats, labels, calibration):
+def _scores(signal, signals, workdir, identity, settings, feats, labels, calibration, groups):
     """`({name: [Q] scores or Nones}, FitReport)` for one fitted signal."""
     from corea_jax.probes import load_probe, save_probe
 
@@ -191,7 +197,7 @@ def _scores(signal, signals, workdir, identity, settings, feats, labels, calibra
             reused = False
         else:
             reused = True
-        oof = out_of_fold(x_cal, y_cal, probe.c, signals)
+        oof = out_of_fold(x_cal, y_cal, probe.c, signals, groups)
     except CoreaError as exc:
         print(f"corea-jax: signal {signal}: not fitted: {exc}", file=sys.stderr)
         return {n: [None] * feats[n].shape[0] for n in names}, FitReport(signal, False, str(exc))
@@ -249,14 +255,24 @@ def fit_probe_cv(x: np.ndarray, y: np.ndarray, signals: SignalsConfig):
     return fit_probe(x, y, c_grid=signals.c_grid, folds=signals.folds, seed=signals.seed)
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, c: float, signals: SignalsConfig) -> np.ndarray:
+def out_of_fold(
+    x: np.ndarray, y: np.ndarray, c: float, signals: SignalsConfig, groups=None
+) -> np.ndarray:
     """[N] each example's probability from a probe (L2 strength `c`) fitted on the other folds
-    (stratified; `signals.folds` of them, fewer when the rarer class has fewer examples)."""
+    (stratified; `signals.folds` of them, fewer when the rarer class has fewer examples).
+
+    `groups` [N] (e.g. question ids when each question has several SLM samples): a group's
+    examples share a fold, so no example is scored by a probe fitted on its own question."""
     from corea_jax.probes import fit_probe
     from corea_jax.probes.logistic import stratified_folds
 
     folds = min(signals.folds, _check_classes(y))
-    fold = stratified_folds(y, folds, signals.seed)
+    if groups is None or len(set(groups)) == len(groups):
+        fold = stratified_folds(y, folds, signals.seed)
+    else:
+        names, index = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.random.default_rng(signals.seed).permutation(names.size)
+        fold = (np.argsort(order) % folds)[index]
     oof = np.empty(y.shape[0], np.float64)
     for k in range(folds):
         held, rest = fold == k, y[fold != k]

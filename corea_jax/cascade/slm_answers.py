@@ -121,6 +121,15 @@ class SLMConfig:
     `path` is a HF model directory (Qwen2.5-7B-Instruct, or a trained run's DIR/export);
     `price_name` the price table entry it is charged at. `temperature` 0 is greedy [open];
     `top_k` 0 and `top_p` 1 are off; `max_new_tokens` 2048 is the paper's response length.
+
+    `samples` = k answers per question (issue 16's matched decoding: GRPO calibrates the stated
+    confidence to the accuracy of samples at the rollout temperature, so evaluating it on
+    greedy answers measures another policy). With k > 1 (and a temperature > 0) pass@1 is the
+    mean over the k samples (mean@k), ECE / AUROC / Brier use every sample, and the cascade
+    defers sample by sample, so its pass@1 and cost are expectations over the SLM's sampling;
+    the intervals resample questions with their k samples together. Default 1 [open]: the
+    paper's single answer; the demo uses k = 4 at the rollout temperature, and reports greedy
+    decoding beside it.
     """
 
     path: str = ""
@@ -132,7 +141,17 @@ class SLMConfig:
     top_p: float = 1.0
     batch_size: int = 16
     seed: int = 0
+    samples: int = 1
     scratch: ScratchConfig = ScratchConfig()
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise CoreaError(f"slm.samples={self.samples}: must be >= 1")
+        if self.samples > 1 and self.temperature <= 0:
+            raise CoreaError(
+                f"slm.samples={self.samples} with slm.temperature={self.temperature}: greedy "
+                "samples are identical; set a temperature > 0 (the rollout's, e.g. 1.0)"
+            )
 
 
 # What decides the SLM's answers besides the model and the prompt: the cache's run key.
@@ -202,6 +221,8 @@ class SLMAnswerer:
         self.tokenizer = load_tokenizer(self.model_dir)
         self.samples_drawn = 0
         run = {f: getattr(settings, f) for f in _SAMPLING_FIELDS}
+        if settings.samples > 1:  # absent for one sample: earlier caches stay valid
+            run["samples"] = settings.samples
         run["model"] = _model_fingerprint(self.model_dir)
         self._run_key = json.dumps(run, sort_keys=True)
 
@@ -232,32 +253,38 @@ class SLMAnswerer:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def answer(self, name: str, records, templates) -> list[dict]:
-        """One row per record, in order: id, text, prompt/completion tokens, finish reason,
-        avgprob (arithmetic) and avgprob_geometric. Cached in `cache_dir/NAME.jsonl`."""
+        """`slm.samples` rows per record, question-major (record 0's samples, then record 1's,
+        ...): id, sample, text, prompt/completion tokens, finish reason, avgprob (arithmetic)
+        and avgprob_geometric. Cached in `cache_dir/NAME.jsonl`."""
         s = self.settings
+        k = s.samples
         prompts = self.prompt_ids(records, templates)
-        keys = [
+        base = [
             hashlib.sha256(f"{self._run_key}|{r.id}|{p}".encode()).hexdigest()
             for r, p in zip(records, prompts, strict=True)
         ]
+        # One sample: the key of the row as it always was, so existing caches stay valid.
+        keys = base if k == 1 else [f"{b}-{j}" for b in base for j in range(k)]
         path = self.cache_dir / f"{name}.jsonl"
         cached = _read_cache(path)
-        done = {k: cached[k] for k in keys if k in cached}
+        done = {key: cached[key] for key in keys if key in cached}
         b = s.batch_size
         starts = [
-            i for i in range(0, len(records), b) if any(k not in done for k in keys[i : i + b])
+            i
+            for i in range(0, len(records), b)
+            if any(key not in done for key in keys[i * k : (i + b) * k])
         ]
         for n_done, start in enumerate(starts, 1):
             rows = self._sample(records[start : start + b], prompts[start : start + b], start // b)
-            done.update(zip(keys[start : start + b], rows, strict=True))
-            ordered = [done[k] | {"key": k} for k in keys if k in done]
+            done.update(zip(keys[start * k : (start + b) * k], rows, strict=True))
+            ordered = [done[key] | {"key": key} for key in keys if key in done]
             write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
             print(
                 f"corea-jax: {name}: SLM batch {n_done}/{len(starts)} "
-                f"({min(start + b, len(records))}/{len(records)} questions)",
+                f"({min(start + b, len(records))}/{len(records)} questions, {k} samples each)",
                 file=sys.stderr,
             )
-        return [done[k] | {"key": k} for k in keys]
+        return [done[key] | {"key": key} for key in keys]
 
     def _sample(self, records, prompts, batch_index: int) -> list[dict]:
         from corea_jax.cascade.sweep import mean_token_probability
@@ -266,20 +293,25 @@ class SLMAnswerer:
         s = self.settings
         method = make_method(s.temperature, s.top_k or None, s.top_p if s.top_p < 1 else None)
         out = self._sampler().generate(
-            prompts, max_new_tokens=s.max_new_tokens, n=1, method=method, seed=s.seed + batch_index
-        )
-        self.samples_drawn += len(prompts)
-        mask = np.arange(out.logprobs.shape[1])[None, :] < out.lengths[:, None]  # [B, T]
+            prompts,
+            max_new_tokens=s.max_new_tokens,
+            n=s.samples,
+            method=method,
+            seed=s.seed + batch_index,
+        )  # rows R = B x k: row r is sample r % k of prompt r // k
+        self.samples_drawn += len(prompts) * s.samples
+        mask = np.arange(out.logprobs.shape[1])[None, :] < out.lengths[:, None]  # [R, T]
         arith = np.asarray(mean_token_probability(out.logprobs, mask, "arithmetic"))
         geo = np.asarray(mean_token_probability(out.logprobs, mask, "geometric"))
         rows = []
-        for r, record in enumerate(records):
-            text = self.tokenizer.decode(out.row_tokens(r), skip_special_tokens=True)
+        for r in range(len(records) * s.samples):
+            q = r // s.samples
             rows.append(
                 {
-                    "id": record.id,
-                    "text": text,
-                    "prompt_tokens": len(prompts[r]),
+                    "id": records[q].id,
+                    "sample": r % s.samples,
+                    "text": self.tokenizer.decode(out.row_tokens(r), skip_special_tokens=True),
+                    "prompt_tokens": len(prompts[q]),
                     "completion_tokens": int(out.lengths[r]),
                     "finish_reason": out.finish_reasons[r],
                     "avgprob": _finite(arith[r]),
