@@ -54,6 +54,7 @@ from corea_jax.cascade.sweep import (
     Sweep,
     TauChoice,
     calibration_mask,
+    defer_mask,
     report_on_test,
     select_tau,
     sweep_thresholds,
@@ -61,6 +62,7 @@ from corea_jax.cascade.sweep import (
 from corea_jax.data.splits import question_key
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import metrics as metrics_lib
+from corea_jax.scoring import stats
 from corea_jax.scoring.metrics import auroc, calibration_summary, per_group_calibration
 from corea_jax.scoring.score import ScoreItem, score_texts
 from corea_jax.scoring.stats import calibration_intervals
@@ -172,6 +174,12 @@ def question_rows(cfg: CascadeConfig, questions, slm: dict, llm: dict) -> list[d
                     "slm_prefill_cost": float(prefill[i]),
                     **{f"llm_{key}": m[key] for key in _LLM_KEYS},
                     "llm_cost": float(l_cost[i]),
+                    # The simulated LLM's known chance of being right: expected accuracies.
+                    **(
+                        {"llm_p_correct": cfg.llm.simulated_accuracy_of(rec)}
+                        if cfg.llm.simulated
+                        else {}
+                    ),  # fmt: skip
                 }
             )
     return rows
@@ -306,6 +314,13 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
         entry["slm_by_level"] = per_group_calibration(
             slm_conf[~mask], correct[~mask], test_levels, n_bins=bins
         )
+    test_llm = np.array([r["llm_correct"] for r in rows if r["split"] == "test"], float)
+    entry["llm_intervals"] = {"pass_at_1": stats.bootstrap(np.mean, test_llm.reshape(-1, k),
+                                                           seed=tau.seed).to_dict()}  # fmt: skip
+    p_llm = None
+    if all("llm_p_correct" in r for r in rows):
+        p_llm = np.array([r["llm_p_correct"] for r in rows])
+        entry["llm_expected_pass_at_1"] = float(p_llm[~mask].mean())
     results, reliability = {}, {}
     slm_cost = np.array([r["slm_cost"] for r in rows])
     for signal in cfg.signals.use:
@@ -351,11 +366,27 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
                     "test_intervals": choice_intervals(
                         test, c.tau, invalid, seed=tau.seed, samples=k
                     ),
+                    **(
+                        {
+                            "test_expected_pass_at_1": _expected_pass(
+                                test, p_llm[~mask], c.tau, invalid
+                            )
+                        }
+                        if p_llm is not None
+                        else {}
+                    ),  # fmt: skip
                 }
                 for c in choices
             ],  # fmt: skip
         }
     return GroupResult(entry, results, reliability)
+
+
+def _expected_pass(test: CascadeData, p_llm: np.ndarray, tau: float, invalid: float) -> float:
+    """The cascade's pass@1 at `tau` in expectation over the simulated LLM's draws (its chance
+    `p_llm` [Q] of being right is known): the SLM's answers where kept, p where deferred."""
+    defer = defer_mask(test.confidence, tau, invalid)
+    return float(np.where(defer, p_llm, test.slm_correct).mean())
 
 
 def signal_metrics(conf: np.ndarray, correct: np.ndarray, bins: int, invalid: float) -> dict:

@@ -39,7 +39,9 @@ class LLMConfig:
     LLM's system text ("" = `corea_jax.data.DEFAULT_SYSTEM`, the SLM's instructions, so both
     answer in the same layout). With `simulated=True` no endpoint is called: the in-process
     `corea_jax.testing.simulated_llm` answers with the gold answer at `simulated_accuracy`, or
-    at `simulated_accuracy_by_level["STEPS,DIGITS"]` for a synthetic question of that level.
+    at `simulated_accuracy_by_level["STEPS,DIGITS"]` for a synthetic question of that level,
+    or, with `simulated_difficulty_decay` > 0, at `simulated_difficulty_ceiling *
+    exp(-decay * digit operations)` of the question (`simulated_llm.question_accuracy`).
     """
 
     base_url: str = "http://localhost:8000/v1"
@@ -56,6 +58,17 @@ class LLMConfig:
     simulated_accuracy: float = 0.7
     simulated_seed: int = 0
     simulated_accuracy_by_level: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    simulated_difficulty_decay: float = 0.0
+    simulated_difficulty_ceiling: float = 0.99
+
+    def simulated_accuracy_of(self, record) -> float:
+        """The simulated LLM's probability of answering `record` right."""
+        from corea_jax.testing.simulated_llm import question_accuracy
+
+        return question_accuracy(
+            record, self.simulated_accuracy, self.simulated_accuracy_by_level,
+            self.simulated_difficulty_decay, self.simulated_difficulty_ceiling,
+        )  # fmt: skip
 
     def endpoint(self) -> LLMEndpoint:
         return LLMEndpoint(self.base_url, self.model, self.api_key_env or None)

@@ -13,6 +13,13 @@ reply carries the gold answer, otherwise a wrong one (a number + 1, the next let
 choice, or the text "none"). The reply is in the project's output format
 `<think>simulated</think><answer>X</answer><confidence>0.9</confidence>`; usage is
 characters / 4 for the prompt and the reply [open].
+
+Accuracy per question (`question_accuracy`), first that applies: on a synthetic-task question
+with `difficulty_decay` > 0, `ceiling * exp(-decay * digit_operations(problem))`, so the LLM
+errs on the questions that take more digit work (more columns, carries, borrows, partial
+products), as a model would, not by a coin per level; else `accuracy_by_level["STEPS,DIGITS"]`;
+else the global `accuracy`. Since the probability is known, a report can give the cascade's
+*expected* accuracy beside the sampled one.
 """
 
 from __future__ import annotations
@@ -40,6 +47,46 @@ def wrong_answer(gold: str, kind: str, n_choices: int = 0) -> str:
     return "none"
 
 
+def digit_operations(problem) -> int:
+    """The digit-level work of a synthetic problem (`corea_jax.data.synthetic.Problem`): for
+    each + or -, one per column plus one per carry or borrow; for each x, two per pair of digits
+    (a partial product and its addition). 1 for `3+4`, 19 or so for three 3-digit steps."""
+    from corea_jax.data.synthetic import _apply
+
+    value, work = problem.start, 0
+    for op, x in problem.ops:
+        a, b = abs(value), abs(x)
+        if op == "*":
+            work += 2 * len(str(a)) * len(str(b))
+        else:
+            carry = 0
+            while a or b:
+                column = a % 10 + b % 10 + carry if op == "+" else a % 10 - b % 10 - carry
+                carry = int(column >= 10 if op == "+" else column < 0)
+                work += 1 + carry
+                a, b = a // 10, b // 10
+        value = _apply(value, op, x)
+    return work
+
+
+def question_accuracy(
+    record,
+    accuracy: float,
+    accuracy_by_level: Mapping[str, float] | None = None,
+    difficulty_decay: float = 0.0,
+    difficulty_ceiling: float = 0.99,
+) -> float:
+    """The probability that the simulated LLM answers `record` right (module docstring)."""
+    meta = record.metadata
+    if difficulty_decay > 0 and "ops" in meta:
+        from corea_jax.data.synthetic import problem_of
+
+        work = digit_operations(problem_of(record))
+        return float(difficulty_ceiling * math.exp(-difficulty_decay * work))
+    level = f"{meta.get('steps')},{meta.get('digits')}"
+    return float((accuracy_by_level or {}).get(level, accuracy))
+
+
 def gold_answer_policy(
     answers: Mapping[str, tuple], accuracy: float, seed: int = 0
 ) -> AnswerPolicy:
@@ -63,11 +110,16 @@ def gold_answer_policy(
 
 
 def simulated_identity(
-    accuracy: float, seed: int = 0, accuracy_by_level: Mapping[str, float] | None = None
+    accuracy: float,
+    seed: int = 0,
+    accuracy_by_level: Mapping[str, float] | None = None,
+    difficulty: tuple[float, float] = (0.0, 0.99),
 ) -> str:
     """The name a gold-answer simulated LLM answers under (the response cache's key in place of
-    an endpoint URL): it changes whenever its answers can."""
+    an endpoint URL): it changes whenever its answers can. `difficulty`: (decay, ceiling)."""
     levels = json.dumps(dict(accuracy_by_level or {}), sort_keys=True)
+    if difficulty[0] > 0:
+        levels += f"|difficulty{difficulty[0]:g},{difficulty[1]:g}"
     digest = hashlib.sha256(levels.encode()).hexdigest()[:8]
     return f"simulated-llm:acc{accuracy:g}-levels{digest}-seed{seed}"
 
