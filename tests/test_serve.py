@@ -52,6 +52,7 @@ class FakeEngine:
         self.tokenizer, self.delay_s, self.max_queue = tokenizer, delay_s, max_queue
         self.hold = threading.Event()
         self.submitted = []
+        self.cancelled = []
         self._pending = []
         self._lock = threading.Lock()
 
@@ -84,14 +85,25 @@ class FakeEngine:
 
         def finish():
             time.sleep(self.delay_s)
-            while self.hold.is_set():
+            while self.hold.is_set() and g not in self.cancelled:
                 time.sleep(0.01)
             with self._lock:
+                if g in self.cancelled:
+                    return
                 self._pending.remove(g)
             g.future.set_result(result)
 
         threading.Thread(target=finish, daemon=True).start()
         return g.future
+
+    def cancel(self, g):
+        with self._lock:
+            if g not in self._pending:
+                return ""
+            self._pending.remove(g)
+            self.cancelled.append(g)
+        g.future.cancel()
+        return "decoding"
 
 
 def llm_policy(messages, params):
@@ -106,7 +118,8 @@ def tokenizer(tmp_path_factory):
     return load_tokenizer(make_tokenizer(tmp_path_factory.mktemp("tok")))
 
 
-def make_service(tokenizer, *, llm=None, backend="sim", server=None, engine=None, slm=None):
+def make_service(tokenizer, *, llm=None, backend="sim", server=None, engine=None, slm=None,
+                 concurrency=8):  # fmt: skip
     llm = llm or LLMConfig(model="Qwen/Qwen2.5-32B-Instruct", simulated=True, max_attempts=1)
     if backend == "sim":
         backend = SimulatedChatBackend(llm_policy, llm.model, "simulated-test")
@@ -118,7 +131,7 @@ def make_service(tokenizer, *, llm=None, backend="sim", server=None, engine=None
         server=server or ServerConfig(upstream_timeout_s=5.0),
     )
     upstream = Upstream(config.llm, timeout_s=config.server.upstream_timeout_s,
-                        concurrency=8, backend=backend)  # fmt: skip
+                        concurrency=concurrency, backend=backend)  # fmt: skip
     engine = engine or FakeEngine(tokenizer)
     return CascadeService(config, engine, tokenizer, upstream, TAU, "test", ServerMetrics())
 
@@ -334,6 +347,74 @@ def test_upstream_timeout_never_hangs_the_request(tokenizer, serve):
         assert meta["answered_by"] == "slm_fallback" and "within 0.5 s" in meta["fallback_reason"]
         _, _, metrics = s.raw("GET", "/metrics")
         assert 'corea_upstream_failures_total{reason="timeout"} 1.0' in metrics
+
+
+def _wait_for(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def _wait_for_metrics(served, *lines):
+    """The server notices a disconnect on its own time: poll /metrics until it says so."""
+    _wait_for(lambda: all(line in served.raw("GET", "/metrics")[2] for line in lines))
+
+
+def test_a_client_that_disconnects_frees_its_slm_work_and_others_are_served(tokenizer, serve):
+    engine = FakeEngine(tokenizer)
+    engine.hold.set()  # the SLM never answers while held: the request is decoding
+    s = serve(make_service(tokenizer, engine=engine))
+    with pytest.raises(openai.APITimeoutError):  # the client gives up and closes its connection
+        ask(s, "[conf 0.9] a question nobody waits for", timeout=0.5)
+    _wait_for(lambda: engine.cancelled)
+    (gone,) = engine.cancelled
+    assert gone.future.cancelled() and engine.queue_depth == 0  # its slot is free
+    engine.hold.clear()
+    r = ask(s, "[conf 0.9] the next one")
+    assert r.model_extra["corea"]["answered_by"] == "slm"
+    _wait_for_metrics(s, 'corea_abandoned_total{stage="decoding"} 1.0',
+                      'corea_requests_total{outcome="abandoned"} 1.0')  # fmt: skip
+
+
+def test_a_client_that_disconnects_stops_its_upstream_call(tokenizer, serve):
+    """One upstream call at a time, each taking 2 s. A's client leaves while A's call is in
+    flight (it cannot be interrupted, its answer is dropped); B's leaves while B's call waits
+    for the worker A's call holds: B's call is never made. C is then answered."""
+    asked = []
+
+    def slow_policy(messages, params):
+        asked.append(messages[-1]["content"])
+        time.sleep(2.0)
+        return llm_policy(messages, params)
+
+    backend = SimulatedChatBackend(slow_policy, "Qwen/Qwen2.5-32B-Instruct", "simulated-test")
+    s = serve(make_service(tokenizer, backend=backend, concurrency=1,
+                           server=ServerConfig(upstream_timeout_s=30.0)))  # fmt: skip
+    for question in ("[conf 0.1] A", "[conf 0.1] B"):  # below tau: deferred
+        with pytest.raises(openai.APITimeoutError):
+            ask(s, question, timeout=0.6)
+    _wait_for_metrics(s, 'corea_abandoned_total{stage="upstream_in_flight"} 1.0',
+                      'corea_abandoned_total{stage="upstream_waiting"} 1.0')  # fmt: skip
+    r = ask(s, "[conf 0.1] C")
+    assert r.model_extra["corea"]["answered_by"] == "llm"
+    assert asked == ["[conf 0.1] A", "[conf 0.1] C"]  # B never reached the upstream
+
+
+def test_request_timeout_is_504_and_stops_the_work(tokenizer, serve):
+    engine = FakeEngine(tokenizer)
+    engine.hold.set()
+    s = serve(make_service(tokenizer, engine=engine,
+                           server=ServerConfig(request_timeout_s=0.3)))  # fmt: skip
+    start = time.monotonic()
+    body = {"messages": [{"role": "user", "content": "[conf 0.9] slow"}]}
+    code, _, out = s.raw("POST", "/v1/chat/completions", body)
+    assert code == 504 and out["error"]["code"] == "request_timeout"
+    assert time.monotonic() - start < 5.0
+    assert len(engine.cancelled) == 1 and engine.queue_depth == 0
+    _, _, metrics = s.raw("GET", "/metrics")
+    assert 'corea_abandoned_total{stage="decoding"} 1.0' in metrics
+    assert 'corea_requests_total{outcome="error_504"} 1.0' in metrics
 
 
 def test_the_upstream_key_never_appears_in_responses_logs_or_metrics(

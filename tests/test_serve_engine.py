@@ -9,6 +9,7 @@ engine (one warm-up) serves every test of this file.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import re
 import threading
@@ -129,6 +130,53 @@ def test_a_short_request_does_not_wait_for_a_long_one(engine):
     long_.result(60)
     assert order == ["short"] * 3 + ["long"]  # callbacks run in the engine, in finishing order
     assert all(f.result().batch_rows >= 2 for f in short)  # they joined the live row
+
+
+def test_abandoned_requests_leave_the_queue_and_free_their_rows(model, engine):
+    """Four rows, all decoding long answers; the engine is held after its first segment while
+    a queued request and a decoding one are abandoned and a short one arrives. The short one
+    takes the freed row at the next segment and finishes before the long ones; the abandoned
+    ones never get a result."""
+    long_prompt = next(
+        p for p in prompts(20, 5)
+        if len(engine.submit(Generation(p, MAX_NEW)).result(60).token_ids) == MAX_NEW
+    )  # fmt: skip
+    paused, release = threading.Event(), threading.Event()
+
+    def on_segment(rows, steps):
+        if not paused.is_set():
+            paused.set()
+            release.wait(30)
+
+    config = dataclasses.replace(CONFIG, rows=4, row_buckets=(4,))
+    e = Engine(model, str, [EOS], config, on_segment)
+    e.warmup()
+    longs = [Generation(long_prompt, MAX_NEW) for _ in range(4)]
+    for g in longs:
+        e.submit(g)
+    e.start()
+    try:
+        assert paused.wait(30)  # one segment of the four long rows ran
+        queued, short = Generation(long_prompt, MAX_NEW), Generation(prompts(1, 6)[0], 2)
+        e.submit(queued)
+        e.submit(short)
+        assert e.queue_depth == 2
+        assert e.cancel(queued) == "queued" and e.queue_depth == 1
+        assert e.cancel(longs[1]) == "decoding"
+        order = []
+        for name, g in [("short", short), *((f"long{i}", longs[i]) for i in (0, 2, 3))]:
+            g.future.add_done_callback(lambda f, name=name: order.append(name))
+        release.set()
+        assert len(short.future.result(60).token_ids) == 2
+        done = [longs[i].future.result(60) for i in (0, 2, 3)]
+    finally:
+        release.set()
+        e.stop()
+    assert order[0] == "short"  # it did not wait for a long row to finish
+    assert all(len(c.token_ids) == MAX_NEW for c in done)  # the others were served in full
+    assert queued.future.cancelled() and longs[1].future.cancelled()
+    assert e.abandoned == {"queued": 1, "decoding": 1}
+    assert e.cancel(longs[0]) == ""  # finished: nothing to stop
 
 
 def test_seeded_sampling_does_not_depend_on_the_batch(engine):

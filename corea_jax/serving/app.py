@@ -6,6 +6,10 @@
     GET  /health                200 {"status": "ok"} once warm; 503 while warming up
     GET  /metrics               Prometheus text format
 
+A client that goes away before its answer (it disconnects, or its own timeout closes the
+connection) abandons its request: the handler sees the disconnect while the cascade runs and
+cancels it, which stops the work (`service`); so does `server.request_timeout_s`, answered 504.
+
 Start-up: the server listens at once and warms the SLM up on a thread (every compiled shape),
 so `/health` answers 503 "warming_up" until the engine is ready. Shutdown (SIGTERM or SIGINT):
 uvicorn stops accepting connections and waits for the requests in flight (at most
@@ -49,7 +53,12 @@ def build_app(service: CascadeService, *, warm_up_on_start: bool = True) -> Star
         start = time.monotonic()
         try:
             parsed = protocol.parse_chat_request(await request.body(), limits)
-            body = await service.complete(parsed)
+            body = await _unless_abandoned(
+                request, service.complete(parsed), service.config.server.request_timeout_s
+            )
+        except ClientGone:
+            service.metrics.answered("abandoned", False, time.monotonic() - start)
+            return Response(status_code=499)  # nobody reads it (nginx's "client closed")
         except APIError as exc:
             if exc.status != 502:  # the upstream's are counted by the service
                 service.metrics.answered(f"error_{exc.status}", False, time.monotonic() - start)
@@ -117,6 +126,42 @@ def build_app(service: CascadeService, *, warm_up_on_start: bool = True) -> Star
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error},
                      lifespan=lifespan)  # fmt: skip
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def _unless_abandoned(request: Request, work, timeout_s: float):
+    """Awaits the coroutine `work` unless the client disconnects first (-> `ClientGone`) or
+    `timeout_s` (> 0) passes (-> a 504 `APIError`); either way `work` is cancelled and has
+    stopped before this returns."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait(
+            {task, gone}, timeout=timeout_s or None, return_when=asyncio.FIRST_COMPLETED
+        )
+    except asyncio.CancelledError:  # the server itself is stopping this handler
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # its cancellation handlers ran
+    if gone in done:
+        raise ClientGone
+    raise APIError(504, f"no answer within this server's request timeout of {timeout_s:g} s",
+                   kind="server_error", code="request_timeout")  # fmt: skip
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the request body was read already, so the next ASGI
+    message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _warm(service: CascadeService) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -116,6 +117,10 @@ class Generation:
     stop: tuple[str, ...] = ()
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
+    # Set by the engine under its lock: "" (not submitted), "queued", "decoding", "done"; and
+    # `abandoned` by `Engine.cancel` (its row is freed at the next segment boundary).
+    stage: str = ""
+    abandoned: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +184,7 @@ class Engine:
         self._accepting = True
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.abandoned: collections.Counter[str] = collections.Counter()  # by stage (`cancel`)
         self.segments = 0
         self.wraps = 0  # times the write pointer went round the ring
         # Shapes outside the warmed-up set (each would compile while serving): should stay 0.
@@ -209,9 +215,28 @@ class Engine:
                 raise EngineStopped("the server is shutting down")
             if len(self._queue) >= self.config.max_queue:
                 raise QueueFull(self._retry_after())
+            request.stage = "queued"
             self._queue.append(request)
             self._cv.notify()
         return request.future
+
+    def cancel(self, request: Generation) -> str:
+        """Abandons `request` (its client went away): a queued one leaves the queue now, a
+        decoding one frees its row at the end of the segment in flight; its future is cancelled
+        and never gets a result. Returns the stage it was abandoned in ("queued" or "decoding"),
+        or "" when it had already finished (nothing to stop)."""
+        with self._cv:
+            stage = request.stage
+            if stage == "queued":
+                self._queue.remove(request)
+                request.stage = "done"
+            elif stage == "decoding":
+                request.abandoned = True
+            else:
+                return ""
+            self.abandoned[stage] += 1
+        request.future.cancel()
+        return stage
 
     def start(self) -> Engine:
         self._thread = threading.Thread(target=self._loop, name="slm-engine", daemon=True)
@@ -276,6 +301,7 @@ class Engine:
                             if left <= 0:
                                 break
                             self._cv.wait(left)
+                    self._drop_abandoned()
                     admitted = self._take_admissions()
                 if admitted:
                     self._admit(admitted)
@@ -287,11 +313,27 @@ class Engine:
             with self._cv:
                 self._accepting = False
 
+    def _drop_abandoned(self) -> None:
+        """Frees the rows of abandoned requests (under the lock, between segments). A future
+        cancelled by its waiter without `cancel` counts as abandoned too."""
+        for r in [r for r, row in self._live.items() if row.request.abandoned
+                  or row.request.future.cancelled()]:  # fmt: skip
+            g = self._live.pop(r).request
+            if not g.abandoned:
+                self.abandoned["decoding"] += 1
+            g.stage = "done"
+        if any(g.future.cancelled() for g in self._queue):
+            kept = [g for g in self._queue if not g.future.cancelled()]
+            self.abandoned["queued"] += len(self._queue) - len(kept)
+            self._queue = collections.deque(kept)
+
     def _take_admissions(self) -> list[tuple[int, Generation]]:
         free = [r for r in range(self.config.rows) if r not in self._live]
         out = []
         while self._queue and free:
-            out.append((free.pop(0), self._queue.popleft()))
+            g = self._queue.popleft()
+            g.stage = "decoding"
+            out.append((free.pop(0), g))
         return out
 
     def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
@@ -387,6 +429,7 @@ class Engine:
             if finish is None:
                 continue
             del self._live[r]
+            row.request.stage = "done"
             completion = Completion(
                 text=text,
                 token_ids=tuple(answer),
@@ -412,12 +455,16 @@ class Engine:
             self._queue.clear()
             self._live.clear()
         for g in pending:
-            if not g.future.done():
-                g.future.set_exception(
-                    exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                )
+            g.stage = "done"
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+                if not g.future.done():
+                    g.future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                    )
 
 
 def _resolve(future: concurrent.futures.Future, value) -> None:
-    if not future.done():
-        future.set_result(value)
+    # The waiter may cancel the future at any moment (its client went away): not an error.
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if not future.done():
+            future.set_result(value)

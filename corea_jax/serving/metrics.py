@@ -7,6 +7,13 @@ outcome names.
     corea_tokens_total{side, kind}              side slm | llm, kind prompt | completion
     corea_cost_usd_total{side}
     corea_upstream_failures_total{reason}       timeout | error
+    corea_abandoned_total{stage}                requests whose client went away (or that ran past
+                                                server.request_timeout_s), by where the work was
+                                                stopped: queued | decoding (the SLM's queue or
+                                                row freed) | upstream_waiting (the LLM call never
+                                                made) | upstream_in_flight (the call was running:
+                                                it ends on its own timeout) | answered (nothing
+                                                left to stop)
     corea_queue_depth, corea_live_rows          requests waiting for / holding an SLM row
     corea_batch_rows                            live rows per decode segment (histogram)
     corea_request_latency_seconds{outcome}      end to end (histogram)
@@ -36,6 +43,9 @@ class ServerMetrics:
         self.cost = Counter("corea_cost_usd", "Cost in US dollars by side", ["side"], registry=r)
         self.upstream_failures = Counter(
             "corea_upstream_failures", "Upstream LLM calls that failed", ["reason"], registry=r
+        )
+        self.abandoned = Counter(
+            "corea_abandoned", "Requests abandoned by their client, by stage", ["stage"], registry=r
         )
         self.queue_depth = Gauge("corea_queue_depth", "Requests waiting for an SLM row", registry=r)
         self.live_rows = Gauge("corea_live_rows", "Requests decoding on the SLM", registry=r)

@@ -19,6 +19,11 @@ the request waits (the failure policy), and everything is reported per request i
     cost_usd        slm + llm
 
 `usage` sums both sides' tokens.
+
+Abandoned requests: `complete` runs as a task that the HTTP side cancels when the client goes
+away (or past `server.request_timeout_s`); the cancellation stops the work wherever it is (the
+engine's queue or row, `Engine.cancel`; the upstream call, `Upstream`) and is counted in
+`corea_abandoned_total{stage}`.
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ from corea_jax.serving.upstream import Upstream, UpstreamError
 
 @dataclasses.dataclass
 class CascadeService:
-    """Everything a request needs. `engine` has `submit(Generation) -> Future`, `warmup()`,
-    `start()`, `stop(drain)`, `queue_depth` and `live_rows` (the real `Engine`, or a stand-in
-    in tests)."""
+    """Everything a request needs. `engine` has `submit(Generation) -> Future`,
+    `cancel(Generation) -> stage`, `warmup()`, `start()`, `stop(drain)`, `queue_depth` and
+    `live_rows` (the real `Engine`, or a stand-in in tests)."""
 
     config: ServeConfig
     engine: object
@@ -63,6 +68,9 @@ class CascadeService:
         self.llm_price = self.prices.price(self.config.llm.model)
         self.metrics.queue_depth.set_function(lambda: self.engine.queue_depth)
         self.metrics.live_rows.set_function(lambda: self.engine.live_rows)
+        self.upstream.on_abandon = lambda where: self.metrics.abandoned.labels(
+            f"upstream_{where}"
+        ).inc()
         self._rng = random.Random()
 
     # ------------------------------------------------------------------ start and stop
@@ -133,6 +141,10 @@ class CascadeService:
             slm = await asyncio.wrap_future(future)
         except EngineStopped as exc:
             raise APIError(503, str(exc), kind="server_error", code="shutting_down") from None
+        except asyncio.CancelledError:
+            stage = self.engine.cancel(generation)
+            self.metrics.abandoned.labels(stage or "answered").inc()
+            raise
         slm_latency = time.monotonic() - start
         self.metrics.slm_latency.observe(slm_latency)
         parsed = parse_completion(slm.text)

@@ -10,7 +10,8 @@ instructions (`DEFAULT_SYSTEM`, as in training) before it reaches the SLM, and t
 gets the same (`LLMConfig.system`); an unparseable confidence counts as 0 (defer, PAPER.md);
 when the upstream LLM fails or times out the SLM's answer is returned, flagged as a fallback
 (`upstream_failure="fallback"`; "error" answers 502); tau 0.69 (the paper's LLM pass@1) when no
-`summary.json` is named.
+`summary.json` is named; no server-side request deadline (`request_timeout_s=0`: the upstream
+has its own, and a client that gives up disconnects, which stops its work anyway).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class ServerConfig:
     upstream_failure: str = "fallback"  # "fallback" | "error" (502)
     upstream_timeout_s: float = 60.0  # the whole upstream answer, retries included
     upstream_concurrency: int = 64
+    request_timeout_s: float = 0.0  # a request's deadline, SLM and LLM included; 0 = none
     drain_timeout_s: float = 30.0
     log_level: str = "info"
 
@@ -103,6 +105,8 @@ class ServerConfig:
             raise CoreaError(
                 f"server.upstream_failure={self.upstream_failure!r}: use 'fallback' or 'error'"
             )
+        if self.request_timeout_s < 0:
+            raise CoreaError(f"server.request_timeout_s={self.request_timeout_s}: must be >= 0")
 
     def limits(self, max_tokens: int) -> Limits:
         return Limits(

@@ -4,9 +4,16 @@ The client (its retries with backoff, `Retry-After`, per-call timeouts and key h
 on a worker thread per call; the server awaits it with a deadline (`upstream_timeout_s`, retries
 included), so a request never hangs on the upstream: past the deadline the call is abandoned
 (its thread finishes or times out on its own) and the request gets the configured failure
-policy. Calls in flight are bounded by a semaphore. The client is built without a response
-cache (a live server should not answer a question from an earlier run's file) and with a
-failure budget that never stops it: every failed question is this request's failure only.
+policy. Calls in flight are bounded by a semaphore.
+
+Abandoned calls (the request's task is cancelled: its client went away): a call still waiting
+for the semaphore or for a worker thread is never made; a call already running cannot be
+interrupted through `LLMClient` (no abort hook), so it runs to its own timeout on its thread
+and its answer is dropped. `on_abandon("waiting" | "in_flight")` counts them.
+
+The client is built without a response cache (a live server should not answer a question from
+an earlier run's file) and with a failure budget that never stops it: every failed question is
+this request's failure only.
 
 Secrets: the key goes from the environment to the client and nowhere else; failure messages
 come from the client, which scrubs the key, and are scrubbed here once more before they can
@@ -21,6 +28,8 @@ import dataclasses
 import itertools
 import os
 import sys
+import threading
+from collections.abc import Callable
 
 from corea_jax.cascade import ClientConfig, LLMClient, LLMConfig, LLMRequest
 from corea_jax.errors import CoreaError
@@ -84,6 +93,7 @@ class Upstream:
         self._pool = concurrent.futures.ThreadPoolExecutor(concurrency, "upstream")
         self._semaphore = asyncio.Semaphore(concurrency)
         self._ids = itertools.count()
+        self.on_abandon: Callable[[str], None] | None = None
 
     def describe(self) -> str:
         return repr(self._client)
@@ -95,17 +105,29 @@ class Upstream:
 
     async def answer(self, messages) -> UpstreamAnswer:
         request = LLMRequest(f"serve-{next(self._ids)}", tuple(messages))
-        async with self._semaphore:
-            loop = asyncio.get_running_loop()
-            call = loop.run_in_executor(self._pool, self._client.complete, [request])
-            try:
-                (response,) = await asyncio.wait_for(call, self.timeout_s)
-            except TimeoutError:
-                raise UpstreamError(
-                    "timeout", f"the upstream LLM did not answer within {self.timeout_s:g} s"
-                ) from None
-            except CoreaError as exc:
-                raise UpstreamError("error", self.scrub(str(exc))) from None
+        started = threading.Event()
+
+        def call():
+            started.set()
+            return self._client.complete([request])
+
+        try:
+            async with self._semaphore:
+                loop = asyncio.get_running_loop()
+                # Cancelling this (wait_for does on cancellation) cancels the pool's job if no
+                # worker has taken it yet.
+                future = loop.run_in_executor(self._pool, call)
+                (response,) = await asyncio.wait_for(future, self.timeout_s)
+        except asyncio.CancelledError:
+            if self.on_abandon is not None:
+                self.on_abandon("in_flight" if started.is_set() else "waiting")
+            raise
+        except TimeoutError:
+            raise UpstreamError(
+                "timeout", f"the upstream LLM did not answer within {self.timeout_s:g} s"
+            ) from None
+        except CoreaError as exc:
+            raise UpstreamError("error", self.scrub(str(exc))) from None
         if not response.ok:
             raise UpstreamError("error", self.scrub(response.error))
         return UpstreamAnswer(
