@@ -10,12 +10,12 @@ What prints depends on where stderr goes and on `COREA_PROGRESS`:
 - a terminal (`auto`, the default): a `tqdm` bar, redrawn in place at most twice a second,
       train (grpo):  24%|██▍     | 12/50 [00:37<01:58,  3.10s/step, reward=0.41 conf=0.73 acc=0.55]
 - not a terminal (CI, a log file, pytest), or `COREA_PROGRESS=lines`: plain lines, no carriage
-  returns: one at the first update (the rate is then known), one when the count reaches each
-  further 10% of the total or when 30 s have passed since the last line (checked at updates),
-  and one at the end,
+  returns: one at the first update (the rate is then known), at each further 10% of the total,
+  or when 30 s have passed since the last line, but none within 5 s of the last one (or of the
+  start); and one at the end (so a stage of a few seconds prints just that one),
       train (grpo): 12/50 step (24%), 3.10 s/step, 0:37 elapsed, ETA 1:58 | reward=0.41 conf=0.73
-  so a 20-minute stage writes about a dozen lines, and a stage that is slow to start still says
-  within 30 s that it is moving;
+  so a long stage writes a line at most every 30 s and at least every 10%, and a stage that is
+  slow to start says after its first unit how fast it goes;
 - `COREA_PROGRESS=0` (or `off`, `false`, `no`): nothing.
 
 In a multi-process run only process 0 shows progress (as only it writes metrics: see
@@ -42,7 +42,8 @@ from typing import TextIO
 
 ENV = "COREA_PROGRESS"
 LINE_EVERY_FRACTION = 0.1  # non-terminal mode: a line per further 10% of the total...
-LINE_EVERY_SECONDS = 30.0  # ...or per 30 s without one, whichever comes first
+LINE_EVERY_SECONDS = 30.0  # ...or per 30 s without one, whichever comes first,
+LINE_MIN_SECONDS = 5.0  # but never two lines within 5 s (the last one excepted)
 _OFF = ("0", "off", "false", "no")
 
 
@@ -79,7 +80,8 @@ def _rate(done: float, seconds: float, unit: str) -> str:
     if done <= 0 or seconds <= 0:
         return f"? {unit}/s"
     per_second = done / seconds
-    return f"{per_second:.2f} {unit}/s" if per_second >= 1 else f"{1 / per_second:.2f} s/{unit}"
+    rate, per = (per_second, f"{unit}/s") if per_second >= 1 else (1 / per_second, f"s/{unit}")
+    return f"{rate:.0f} {per}" if rate >= 100 else f"{rate:.2f} {per}"
 
 
 def _interval(seconds: float) -> str:
@@ -163,16 +165,15 @@ class Progress:
         return f"{text} | {self.postfix()}" if self.figures else text
 
     def _line_due(self) -> bool:
-        if self._clock() - self._last_line_time >= LINE_EVERY_SECONDS:
+        gap = self._clock() - self._last_line_time
+        if gap >= LINE_EVERY_SECONDS:
             return True
-        if not self.total:
-            return self._last_line_n == self.initial  # the first update, then by time
-        step = max(1.0, LINE_EVERY_FRACTION * self.total)
-        return (
-            self.n >= self.total
-            or math.floor(self.n / step) > math.floor(self._last_line_n / step)
-            or self._last_line_n == self.initial  # the first update: the rate is known
-        )
+        if gap < LINE_MIN_SECONDS:
+            return False
+        if self._last_line_n == self.initial:  # the first update: the rate is known
+            return True
+        step = max(1.0, LINE_EVERY_FRACTION * self.total) if self.total else math.inf
+        return math.floor(self.n / step) > math.floor(self._last_line_n / step)
 
     def _print_line(self) -> None:
         print(self.line(), file=self.stream, flush=True)

@@ -10,6 +10,11 @@ instructions, `corea_jax.data.DEFAULT_SYSTEM`, which ask for the same <think>/<a
 choice). A question the LLM failed within `max_failed_questions` comes back with `error` set
 (it is not cached, so the next run asks again).
 
+Progress (`corea_jax.progress`): one bar over the distinct questions, advanced as each is
+answered (from the cache or the network; the client calls back on this thread), showing the
+cache hits, the failed questions and the faults retried so far. Accuracy is not shown: grading
+is the pipeline's, after all answers are in.
+
 With `LLMConfig.simulated` the LLM is `corea_jax.testing.simulated_llm.SimulatedChatBackend`
 in-process (no network): it answers with the gold answer at the configured accuracy, and says
 so on stderr and in every output.
@@ -23,6 +28,7 @@ from pathlib import Path
 from corea_jax.cascade.cache import ResponseCache
 from corea_jax.cascade.client import LLMClient, LLMRequest, LLMResponse
 from corea_jax.cascade.settings import LLMConfig
+from corea_jax.progress import progress
 
 
 def llm_messages(system: str, record, templates) -> tuple[dict, ...]:
@@ -85,8 +91,17 @@ def answer_with_llm(
         backend=backend,
         seed=seed,
     )
+    flat = [q for qs in requests.values() for q in qs]
+    desc = f"LLM {llm.model}" + (" (SIMULATED)" if llm.simulated else "")
     try:
-        answers = client.complete([q for qs in requests.values() for q in qs])
+        with progress(len({client.key(q) for q in flat}), desc, "question") as bar:
+
+            def answered(_: LLMResponse) -> None:
+                st = client.stats
+                bar.update(cached=st.cache_hits, failed=st.failed_questions,
+                           faults=sum(st.faults.values()))  # fmt: skip
+
+            answers = client.complete(flat, progress=answered)
     finally:
         client.close()
         cache.close()

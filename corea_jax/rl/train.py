@@ -4,7 +4,8 @@
 settings dataclass (`Cls(**section)`, the dataclass holding every default) and everything
 below it takes typed arguments. The pieces live in their own modules: `rollout` (sample groups
 -> texts), `rollout_rewards` (texts -> scores -> rewards, advantages), `batch` (layout,
-shardings, the jitted update per shape), `checkpoint`, `evaluation`, `metric_writers`, and the
+shardings, the jitted update per shape), `checkpoint`, `evaluation`, `metric_writers` (with
+`corea_jax.progress` for the bar: reward, mean stated confidence, accuracy per step), and the
 data order in `corea_jax.data.pipeline`.
 
 Determinism and resume. Step s trains on batch s of the grain data order (per-epoch
@@ -51,11 +52,12 @@ from corea_jax.errors import CoreaError
 from corea_jax.models import ModelConfig, check_preset, load_model, load_tokenizer, save_model
 from corea_jax.models.scratch import ScratchModel, build_scratch_model
 from corea_jax.parallel.sharding import make_mesh, put_global, to_host
+from corea_jax.progress import progress
 from corea_jax.rl import checkpoint as ckpt
 from corea_jax.rl.batch import ReferencePolicy, StepCache, reference_tokens, sft_batch
 from corea_jax.rl.config import RunConfig
 from corea_jax.rl.evaluation import evaluate
-from corea_jax.rl.metric_writers import MetricsWriter, StepLogger, peak_flops_per_chip, train_flops
+from corea_jax.rl.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
 from corea_jax.rl.rollout import Task, rollout_seed, sample_groups
 from corea_jax.rl.rollout_rewards import load_extra_term, rewards_and_advantages, score_groups
 from corea_jax.rl.task import build_task, check_data_source, scratch_texts
@@ -177,13 +179,13 @@ def train_loop(
     ckpt.trim_metrics(workdir / "metrics.jsonl", start)
     grader = Grader(workers=cfg.grading_workers) if cfg.mode == "grpo" or eval_task else None
     peak, num_params = peak_flops_per_chip(), model.config.num_params()
-    logger = StepLogger(
-        MetricsWriter(workdir, tensorboard=cfg.tensorboard), total=cfg.steps, initial=start,
-        desc=f"train ({cfg.mode})", log_every=cfg.log_every,
-    )  # fmt: skip
+    writer = MetricsWriter(workdir, tensorboard=cfg.tensorboard)
     done = start  # steps finished
     try:
-        with _SigtermFlag() as sigterm:
+        with (
+            _SigtermFlag() as sigterm,
+            progress(cfg.steps, f"train ({cfg.mode})", "step", initial=start) as bar,
+        ):
             for step in range(start, cfg.steps):
                 t0 = time.perf_counter()
                 idx = next(data)
@@ -233,7 +235,9 @@ def train_loop(
                         params=policy_params(state.params),
                         batch_size=cfg.eval_batch, max_new_tokens=cfg.eval_max_new_tokens,
                     ))  # fmt: skip
-                logger(step + 1, metrics)
+                if (step + 1) % cfg.log_every == 0:
+                    writer.write(step + 1, metrics)
+                bar.update(**bar_figures(metrics, cfg.mode))
                 done = step + 1
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                     ckpt.save(checkpoints, state, meta(step + 1))
@@ -242,11 +246,26 @@ def train_loop(
                     log(f"SIGTERM: saved step {step + 1} and stopped")
                     break
     finally:
-        logger.close()
+        writer.close()
         if grader is not None:
             grader.close()
         checkpoints.wait_until_finished()
     return graphdef, state.params, done
+
+
+# The progress bar's figures, metric key -> short name: the rollout's reward, mean stated
+# confidence, accuracy and format rate (`rollout_rewards.rollout_metrics`; an SFT step has its
+# loss instead) and the last in-training evaluation's pass@1 and ECE (`evaluation.EVAL_KEYS`).
+BAR_FIGURES = {
+    "loss": "loss", "reward": "reward", "confidence_mean": "conf", "accuracy": "acc",
+    "format_rate": "fmt", "eval/pass@1": "eval_acc", "eval/ece": "eval_ece",
+}  # fmt: skip
+
+
+def bar_figures(metrics: dict, mode: str) -> dict:
+    """The step's figures for the progress bar (those it has; the loss only in SFT mode)."""
+    keys = BAR_FIGURES if mode == "sft" else {k: v for k, v in BAR_FIGURES.items() if k != "loss"}
+    return {short: metrics[key] for key, short in keys.items() if key in metrics}
 
 
 def model_dtype(params) -> jnp.dtype:
