@@ -18,29 +18,32 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     args = [
         "demo", f"--workdir={tmp_path}", f"--config={REPO}/configs/demo.py:quick",
         "--config.policies=('rlvr','corea')", "--config.rl.train.steps=2",
-        "--config.rl.train.checkpoint_every=2", "--config.cascade.datasets.synthetic.limit=24",
+        "--config.rl.train.checkpoint_every=2", "--config.cascade.datasets.synthetic.limit=60",
+        "--config.bootstrap=50",
     ]  # fmt: skip
     assert cli.main(args) == 0
     out = capsys.readouterr()
     assert "using " + str(demo.BUNDLED_WARMUP) in out.err
     report = (tmp_path / "report.md").read_text()
-    assert "SIMULATED" in report
-    assert "| rlvr |" in report and "| corea |" in report and "| brier |" not in report
-    assert "| rlvr |" in out.out  # the headline table is printed at the end
-    rows = json.loads((tmp_path / "headline.json").read_text())
-    assert [r["policy"] for r in rows] == ["rlvr", "corea"]
-    for r in rows:
-        assert r["n_test"] > 0 and 0 <= r["llm_pass@1"] <= 1
-    for preset in ("rlvr", "corea"):
-        assert (tmp_path / "policies" / preset / "export" / "model.safetensors").exists()
-        cascade = tmp_path / "cascade" / preset
+    assert "SIMULATED" in report and "## Seed table" in report and "## Greedy decoding" in report
+    systems = ["SLM-Verb", "SLM-AvgProb", "RLVR-SLM-Verb", "RLVR-SLM-AvgProb", "RLVR-SLM-Probe",
+               "Router+RLVR-SLM", "COREA", "COREA-SLM-AvgProb"]  # fmt: skip
+    for system in systems:
+        assert f"| {system} |" in report
+    assert "| Brier-SLM-Verb |" not in report
+    assert "| COREA |" in out.out  # the headline table is printed at the end
+    experiment = json.loads((tmp_path / "experiment.json").read_text())
+    assert [r["system"] for r in experiment["rows"]] == systems
+    assert set(experiment["greedy"]) == {"warm", "rlvr-s0", "corea-s0"}
+    for name in ("rlvr-s0", "corea-s0"):
+        assert (tmp_path / "policies" / name / "export" / "model.safetensors").exists()
+        cascade = tmp_path / "compare" / "slms" / name
         assert (cascade / "report.md").exists()
-        json.loads((cascade / "summary.json").read_text())
-        rows = [json.loads(x) for x in (cascade / "questions.jsonl").read_text().splitlines()]
-        assert len(rows) == 24
-        for plot in ("reliability", "pass_vs_cost", "pass_cost_llm_vs_tau"):
-            png = (cascade / "report" / "synthetic" / f"{plot}.png").read_bytes()
-            assert png.startswith(b"\x89PNG")
+        summary = json.loads((cascade / "summary.json").read_text())
+        assert summary["groups"]["synthetic"]["samples_per_question"] == 1
+    for plot in ("risk_coverage", "corea_tau_band"):
+        assert (tmp_path / "report" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
+    assert experiment["peak_memory_gb"] > 0
 
     assert cli.main(args) == 0  # resume: nothing is trained or asked again
     out = capsys.readouterr()

@@ -265,6 +265,7 @@ def summarize(cfg: CascadeConfig, rows: list[dict], header: dict) -> CascadeResu
         "llm_calls": header["llm_calls"],
         "slm_samples_drawn": header["slm_samples_drawn"],
         "signals": list(cfg.signals.use),
+        "invalid_confidence": cfg.tau.invalid_confidence,
         "fitted_signals": header.get("fitted_signals", {}),
         "groups": {},
     }

@@ -72,7 +72,7 @@ def load_questions(sources: Sequence[QuestionSource], synthetic_seed: int = 0) -
             raise CoreaError(f"datasets.{src.name}.limit={src.limit}: must be >= 0")
         if src.reader == "synthetic":
             task = synthetic.SyntheticTask(seed=synthetic_seed)
-            records = synthetic.make_split(task, src.split, src.limit or 100)
+            records = _distinct_problems(synthetic.make_split(task, src.split, src.limit or 100))
             templates = synthetic.SYNTHETIC_PROMPTS
         else:
             if not src.path:
@@ -100,6 +100,21 @@ def load_questions(sources: Sequence[QuestionSource], synthetic_seed: int = 0) -
     if not out:
         raise CoreaError("datasets: nothing to evaluate (every dataset was skipped)")
     return out
+
+
+def _distinct_problems(records) -> tuple:
+    """The synthetic records with each problem once (the first asking of it): the task's easiest
+    levels have few problems and `make_split` repeats them once they run out, which would weigh
+    those questions many times in every figure."""
+    from corea_jax.data import synthetic
+
+    seen, out = set(), []
+    for r in records:
+        key = synthetic.problem_of(r).expression
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,50 +1,27 @@
-"""The demo's claims, decided by 95% bootstrap intervals over the test questions, never by
-point estimates (issue 16's targets):
+"""The demo's claims (issue 16's targets), decided by 95% intervals, never by point estimates.
 
-- COREA's ECE below RLVR's: the paired interval of ECE(COREA) - ECE(RLVR) lies below 0;
-- COREA's ECE not above Brier's: the paired interval of ECE(COREA) - ECE(Brier) does not lie
-  wholly above 0;
-- COREA's SLM pass@1 within 2 points of RLVR's: the paired interval of the difference lies in
-  [-2, +2] points;
-- each cascade at the paper's tau (tau = the LLM's pass@1): cost at least 20% below LLM-only
-  and pass@1 at most 2 points below it, both whole intervals (from the cascade's summary).
+- COREA's ECE below RLVR's: the interval of ECE(COREA) - ECE(RLVR) lies below 0;
+- COREA's ECE not above Brier's: the interval of ECE(COREA) - ECE(Brier) is not wholly above 0;
+- COREA's SLM pass@1 within 2 points of RLVR's: the interval of the difference lies in [-2, +2];
+- each verbalized cascade at the paper's tau (tau = the LLM's pass@1 on the calibration split):
+  cost at least 20% below LLM-only and pass@1 at most 2 points below it, both whole intervals.
 
-A claim is "met" when its interval lies inside the target, "not met" when it lies wholly
-outside, and "not resolved" when it straddles a boundary: more test questions (or seeds) are
-needed to decide it. Policies are paired question by question (the same test questions, by id).
+Differences pair seed s of one reward with seed s of the other (same data order and rollout
+draws) and the same test questions; intervals come from the two-level bootstrap of
+`corea_jax.scoring.stats.seed_question_bootstrap` (questions shared by all seeds, seeds with
+replacement), so they include seed-to-seed variation. With one seed they are the paired
+bootstrap over questions. A claim is "met" when its interval lies inside the target, "not met"
+when it lies wholly outside, and "not resolved" when it straddles a boundary.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from corea_jax.scoring import metrics
-from corea_jax.scoring.stats import Interval, paired_difference, verdict
-
-_ece = jax.jit(metrics.expected_calibration_error)
-
-
-def test_arrays(out: Path) -> dict[str, np.ndarray]:
-    """A policy's test-split answers from its cascade `questions.jsonl`, ordered by id."""
-    rows = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
-    test = sorted((r for r in rows if r["split"] == "test"), key=lambda r: (r["dataset"], r["id"]))
-    return {
-        "id": np.array([f"{r['dataset']}/{r['id']}" for r in test]),
-        "confidence": np.array([r["confidence"] or 0.0 for r in test], np.float32),
-        "correct": np.array([r["slm_correct"] for r in test], bool),
-    }
-
-
-def _ece_stat(confidence, correct) -> float:
-    return float(_ece(confidence, correct))
-
-
-def _pass(correct) -> float:
-    return float(np.mean(correct))
+from corea_jax.cli.demo_experiment import STATISTICS, paired_stat
+from corea_jax.scoring.stats import Interval, verdict
 
 
 def _line(claim: str, interval: Interval, target: str, outcome: str, scale=100.0, unit="") -> str:
@@ -53,54 +30,53 @@ def _line(claim: str, interval: Interval, target: str, outcome: str, scale=100.0
     return f"- {claim}: {shown}{unit} (target: {target}): **{outcome}**"
 
 
-def claim_lines(arrays: dict[str, dict], cascades: dict[str, dict], seed: int = 0) -> list[str]:
-    """Markdown bullets, one per claim. `arrays`: `test_arrays` per policy; `cascades`: per
-    policy the llm_pass choice of its summary (with `test_intervals`)."""
-    lines = []
-    corea = arrays.get("corea")
-    for other, relation in (("rlvr", "below"), ("brier", "not above")):
-        if corea is None or other not in arrays:
+def claim_lines(
+    compare_dir: Path, specs: list[dict], group: str, rule: str, rows: list[dict],
+    n_boot: int = 1000,
+) -> list[str]:  # fmt: skip
+    """Markdown bullets, one per claim; `rows` are `demo_experiment.headline_rows`."""
+    by_system = {}
+    for spec in specs:
+        by_system.setdefault(spec["system"], []).append(spec)
+    corea, lines = by_system.get("COREA"), []
+    ece_fn, ece_keys = STATISTICS["ece"]
+    for other, relation in (("RLVR-SLM-Verb", "below"), ("Brier-SLM-Verb", "not above")):
+        if corea is None or other not in by_system:
             continue
-        if not np.array_equal(corea["id"], arrays[other]["id"]):
-            raise ValueError(f"corea and {other} were tested on different questions")
-        diff = paired_difference(
-            _ece_stat,
-            (corea["confidence"], corea["correct"]),
-            (arrays[other]["confidence"], arrays[other]["correct"]),
-            seed=seed,
-        )
+        diff = paired_stat(compare_dir, corea, by_system[other], group, rule, ece_fn, ece_keys,
+                           n_boot)  # fmt: skip
         if relation == "below":
             outcome, target = verdict(diff, high=0.0), "interval below 0"
         else:  # met unless the whole interval says COREA is worse
             outcome = "not met" if diff.low > 0 else "met"
             target = "interval not wholly above 0"
-        name = {"rlvr": "RLVR", "brier": "Brier"}[other]
-        lines.append(_line(f"ECE(COREA) - ECE({name})", diff, target, outcome, scale=1.0))
-    if corea is not None and "rlvr" in arrays:
-        diff = paired_difference(
-            _pass, (corea["correct"],), (arrays["rlvr"]["correct"],), seed=seed
-        )
+        lines.append(_line(f"ECE(COREA) - ECE({other})", diff, target, outcome, scale=1.0))
+    if corea is not None and "RLVR-SLM-Verb" in by_system:
+        pass_fn = lambda c: float(np.mean(c))  # noqa: E731
+        diff = paired_stat(compare_dir, corea, by_system["RLVR-SLM-Verb"], group, rule, pass_fn,
+                           ("slm_correct",), n_boot)  # fmt: skip
         outcome = verdict(diff, low=-0.02, high=0.02)
         lines.append(
-            _line("SLM pass@1, COREA - RLVR", diff, "within [-2, +2]", outcome, unit=" points")
+            _line(
+                "SLM pass@1, COREA - RLVR-SLM-Verb",
+                diff,
+                "within [-2, +2]",
+                outcome,
+                unit=" points",
+            )  # fmt: skip
         )
-    for policy, choice in cascades.items():
-        iv = choice.get("test_intervals") or {}
-        if not iv:
-            lines.append(f"- {policy} cascade at tau = LLM pass@1: no tau chosen: **not met**")
+    for r in rows:
+        if not r["fitted"] or r["signal"] != "verbalized" or r["preset"] == "warm":
             continue
-        cost, gap = Interval(**iv["cost_vs_llm"]), Interval(**iv["pass_vs_llm"])
+        cost = Interval(**r["stats"]["cost_vs_llm"]["interval"])
+        gap = Interval(**r["stats"]["pass_vs_llm"]["interval"])
         outcome_cost = verdict(cost, high=-0.20)
         outcome_gap = verdict(gap, low=-0.02)
-        both = (
-            "met"
-            if outcome_cost == outcome_gap == "met"
-            else "not met"
-            if "not met" in (outcome_cost, outcome_gap)
-            else "not resolved"
-        )
+        outcomes = (outcome_cost, outcome_gap)
+        both = ("met" if outcomes == ("met", "met")
+                else "not met" if "not met" in outcomes else "not resolved")  # fmt: skip
         lines.append(
-            f"- {policy} cascade at tau = LLM pass@1 ({choice['tau']:.3f}): cost vs LLM-only "
+            f"- {r['system']} cascade at tau = LLM pass@1: cost vs LLM-only "
             f"{cost.format(scale=100, digits=1, signed=True)}% (target <= -20%: {outcome_cost}), "
             f"pass@1 vs LLM-only {gap.format(scale=100, digits=1, signed=True)} points "
             f"(target >= -2: {outcome_gap}): **{both}**"

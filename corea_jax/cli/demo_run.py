@@ -30,10 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from corea_jax.atomic_files import write_atomic
-from corea_jax.cli.demo_claims import claim_lines, test_arrays
+from corea_jax.cli import demo_plots
+from corea_jax.cli.demo_claims import claim_lines
+from corea_jax.cli.demo_experiment import (
+    WARM,
+    compare_systems,
+    headline_rows,
+    level_rows,
+    slm_name,
+    system_specs,
+)
 from corea_jax.errors import CoreaError
 from corea_jax.models.scratch import ScratchModel
 from corea_jax.scoring import metrics as metrics_lib
+from corea_jax.scoring.stats import Interval
 
 
 def _stage(name: str, done: bool) -> bool:
@@ -133,9 +143,63 @@ def warm_start(config, workdir: Path) -> Path:
     return warm / "export"
 
 
-def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
-    from corea_jax.cascade import CascadeConfig, pipeline
+def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
+    """Stage 2: every reward preset x seed from the same warm start, same budget; a seed sets
+    the data order and every rollout draw, so seed s is the same for every reward.
+    Returns `{slm name: export directory}`."""
     from corea_jax.rl.train import run as train_run
+
+    runs = [(seed, preset) for seed in config.seeds for preset in config.policies]
+    out = {}
+    for i, (seed, preset) in enumerate(runs, 1):
+        name = slm_name(preset, seed)
+        run_dir = workdir / "policies" / name
+        rl = copy.deepcopy(config.rl)
+        rl.model.scratch.enabled = False
+        rl.model.path = str(warm_dir)
+        rl.reward.preset = preset
+        rl.train.seed = seed
+        done = _trained(run_dir, rl.train.steps)
+        if not _stage(f"2/5 GRPO policy {i}/{len(runs)}: {preset}, seed {seed}", done):
+            train_run(rl, run_dir)
+        out[name] = run_dir / "export"
+    return out
+
+
+def greedy_metrics(config, slms: dict[str, Path], workdir: Path) -> dict[str, dict]:
+    """Stage 4 (`config.greedy`): each SLM's greedy answers to the test questions, the second
+    column beside the sampled (matched) decoding: `{slm: {"pass@1", "ece", "auroc"}}`."""
+    from corea_jax.cascade import CascadeConfig, pipeline
+    from corea_jax.cascade.slm_answers import load_questions
+
+    base = CascadeConfig.from_config(config.cascade)
+    questions = load_questions(base.datasets)
+    masks = pipeline.calibration_masks(base, questions)
+    test = {
+        name: (tuple(r for r, m in zip(records, masks[name], strict=True) if not m), templates)
+        for name, (records, templates) in questions.items()
+    }
+    out = {}
+    for i, (name, path) in enumerate(slms.items(), 1):
+        _stage(f"4/5 greedy decoding {i}/{len(slms)}: {name}", False)
+        slm = dataclasses.replace(base.slm, path=str(path), temperature=0.0, samples=1)
+        cfg = dataclasses.replace(base, slm=slm)
+        with cfg.grading.grader() as grader:
+            answers, _ = pipeline.slm_pass(cfg, workdir / "greedy" / name, test, grader)
+        rows = [r for rows in answers.values() for r in rows]
+        m = metrics_lib.calibration_summary(
+            [r["correct"] for r in rows],
+            [r["confidence"] or 0.0 for r in rows],
+            confidence_valid=[r["confidence"] is not None for r in rows],
+        )
+        out[name] = {k: m[k] for k in ("pass@1", "ece", "auroc")}
+    return out
+
+
+def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
+    from corea_jax.cascade import CascadeConfig
+    from corea_jax.cascade.compare import CompareConfig
+    from corea_jax.cascade.compare import run as compare_run
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,152 +210,201 @@ def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
         print(f"warm start: {warm_dir}", flush=True)
         return warm_dir
 
-    policies = {}
-    for i, preset in enumerate(config.policies):
-        run_dir = workdir / "policies" / preset
-        rl = copy.deepcopy(config.rl)
-        rl.model.scratch.enabled = False
-        rl.model.path = str(warm_dir)
-        rl.reward.preset = preset
-        done = _trained(run_dir, rl.train.steps)
-        if not _stage(f"2/4 GRPO policy {i + 1}/{len(config.policies)}: {preset}", done):
-            train_run(rl, run_dir)
-        policies[preset] = run_dir / "export"
-
-    summaries = {}
-    for i, (preset, model_dir) in enumerate(policies.items()):
-        out = workdir / "cascade" / preset
-        cascade = copy.deepcopy(config.cascade)
-        cascade.slm.path = str(model_dir)
-        _stage(f"3/4 cascade evaluation {i + 1}/{len(policies)}: {preset}", False)
-        summaries[preset] = (pipeline.run(CascadeConfig.from_config(cascade), out), out)
-
-    _stage("4/4 report", False)
-    rows = [headline_row(preset, *summaries[preset]) for preset in policies]
-    table = headline_table(rows, config.cascade.llm.simulated)
-    claims = claim_lines(
-        {preset: test_arrays(out) for preset, (_, out) in summaries.items()},
-        {preset: paper_choice(summary) for preset, (summary, _) in summaries.items()},
+    policies = train_policies(config, warm_dir, workdir)
+    slms = {WARM: warm_dir, **policies}
+    specs = system_specs(config.policies, config.seeds)
+    compare = CompareConfig(
+        slms=tuple((name, str(path)) for name, path in slms.items()),
+        systems=compare_systems(specs),
+        cascade=CascadeConfig.from_config(config.cascade),
+        rule=RULE,
     )
-    report = workdir / "report.md"
+    _stage("3/5 cascades: every SLM with every signal it needs, one LLM pass", False)
+    compare_run(compare, workdir / "compare")
+    greedy = greedy_metrics(config, slms, workdir) if config.greedy else {}
+
+    _stage("5/5 report", False)
+    compare_dir = workdir / "compare"
+    group = next(iter(compare.cascade.datasets)).name
+    rows = headline_rows(compare_dir, specs, group, RULE, n_boot=config.bootstrap)
+    levels = level_rows(compare_dir, specs, group, RULE)
+    claims = claim_lines(compare_dir, specs, group, RULE, rows, n_boot=config.bootstrap)
+    plots = demo_plots.write_plots(workdir / "report", compare_dir, specs, group, RULE)
     seconds = time.time() - start
-    write_atomic(report, report_text(rows, table, config, seconds, list(policies), claims))
-    write_atomic(workdir / "headline.json", json.dumps(rows, indent=2) + "\n")
-    print("\n" + table, flush=True)
+    experiment = {"rows": rows, "levels": levels, "greedy": greedy, "claims": claims,
+                  "seconds": seconds, "peak_memory_gb": peak_memory_gb()}  # fmt: skip
+    write_atomic(workdir / "experiment.json", json.dumps(experiment, indent=2) + "\n")
+    text = report_text(config, experiment, plots)
+    report = workdir / "report.md"
+    write_atomic(report, text)
+    print("\n" + headline_table(rows, config.cascade.llm.simulated), flush=True)
+    print("\n" + "\n".join(claims), flush=True)
     print(f"\nwrote {report}", file=sys.stderr)
     return report
 
 
-def headline_row(preset: str, summary: dict, out: Path) -> dict:
-    """The test-split figures of one policy: SLM calibration and the cascade at tau = LLM pass@1."""
-    rows = [json.loads(x) for x in (out / "questions.jsonl").read_text().splitlines()]
-    test = [r for r in rows if r["split"] == "test"]
-    conf = [r["confidence"] if r["confidence"] is not None else 0.0 for r in test]
-    slm = metrics_lib.calibration_summary(
-        [r["slm_correct"] for r in test],
-        conf,
-        confidence_valid=[r["confidence"] is not None for r in test],
-        format_ok=[r["slm_format_ok"] for r in test],
-    )
-    (group,) = [g for g in summary["groups"] if g != "all"][:1]
-    signal = summary["groups"][group]["signals"]["verbalized"]
-    llm_only = signal["test_baselines"]["llm_only"]
-    paper = paper_choice(summary)
-    cascade = paper["test"]
-    distinct = len({round(c, 6) for c in conf})
-    return {
-        "policy": preset,
-        "n_test": len(test),
-        "slm_pass@1": slm["pass@1"],
-        "slm_format_rate": slm["format_rate"],
-        "slm_ece": slm["ece"],
-        "slm_auroc": slm["auroc"],
-        "slm_mean_confidence": slm["mean_confidence"],
-        "distinct_confidences": distinct,
-        "llm_pass@1": llm_only["pass_at_1"],
-        "tau": paper["tau"],
-        "cascade_pass@1": cascade["pass_at_1"],
-        "cascade_llm%": cascade["llm_fraction"],
-        "cascade_cost_vs_llm": (
-            cascade["avg_cost"] / llm_only["avg_cost"] - 1 if llm_only["avg_cost"] else None
-        ),
-        "pass_drop_points": 100 * (llm_only["pass_at_1"] - cascade["pass_at_1"]),
-        "cascade_intervals": paper.get("test_intervals", {}),
-        "slm_intervals": summary["groups"][group].get("slm_intervals", {}),
-    }
+RULE = "llm_pass"  # the paper's tau rule: tau = the LLM's pass@1 on the calibration split
 
 
-def paper_choice(summary: dict) -> dict:
-    """The verbalized signal's tau by the paper's rule (tau = LLM pass@1) in a cascade summary."""
-    group = [g for g in summary["groups"] if g != "all"][0]
-    choices = summary["groups"][group]["signals"]["verbalized"]["choices"]
-    return next(c for c in choices if c["rule"] == "llm_pass")
+def peak_memory_gb() -> float:
+    """Peak resident memory of this process and its finished children (grading workers), GB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round((own + children) / 1024**2, 2)  # ru_maxrss is in KiB on Linux
 
 
-def _fmt(x, pct=False, signed=False):
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "n/a"
-    if pct:
-        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-    return f"{x:.3f}"
+def _iv(stat: dict, scale=100.0, digits=1, signed=False) -> str:
+    iv = Interval(**stat["interval"])
+    sd = stat["sd"]
+    sd_text = "" if sd is None or not np.isfinite(sd) else f" +- {abs(sd) * scale:.{digits}f}"
+    return f"{iv.format(scale=scale, digits=digits, signed=signed)}{sd_text}"
 
 
 def headline_table(rows: list[dict], simulated: bool) -> str:
-    llm = "simulated LLM" if simulated else "LLM"
+    """The headline: one row per system, mean over seeds [95% interval] +- SD over seeds."""
+    llm = "sim. LLM" if simulated else "LLM"
     lines = [
-        f"| policy | SLM pass@1 | format | ECE | AUROC | mean conf | tau | cascade pass@1 | "
-        f"{llm} pass@1 | LLM% | cost vs {llm}-only |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| system | seeds | SLM pass@1 % | ECE | AUROC | AURC | cascade pass@1 % | LLM % "
+        f"| cost vs {llm}-only % | distinct conf. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if not r["fitted"]:
+            lines.append(f"| {r['system']} | {len(r['seeds'])} | not fitted |" + " |" * 7)
+            continue
+        st = r["stats"]
         lines.append(
-            f"| {r['policy']} | {_fmt(r['slm_pass@1'], True)} | {_fmt(r['slm_format_rate'], True)}"
-            f" | {_fmt(r['slm_ece'])} | {_fmt(r['slm_auroc'])} | {_fmt(r['slm_mean_confidence'])}"
-            f" | {_fmt(r['tau'])} | {_fmt(r['cascade_pass@1'], True)} | "
-            f"{_fmt(r['llm_pass@1'], True)} | {_fmt(r['cascade_llm%'], True)} | "
-            f"{_fmt(r['cascade_cost_vs_llm'], True, True)} |"
+            f"| {r['system']} | {len(r['seeds'])} | {_iv(st['slm_pass'])} | "
+            f"{_iv(st['ece'], 1, 3)} | {_iv(st['auroc'], 1, 3)} | {_iv(st['aurc'], 1, 3)} | "
+            f"{_iv(st['cascade_pass'])} | {_iv(st['llm_fraction'])} | "
+            f"{_iv(st['cost_vs_llm'], signed=True)} | "
+            f"{'/'.join(str(d) for d in r['distinct_values'])} |"
         )
     return "\n".join(lines)
 
 
+def seed_table(rows: list[dict]) -> str:
+    """Each verbalized system's figures seed by seed."""
+    lines = ["| system | seed | tau | SLM pass@1 % | ECE | AUROC | cascade pass@1 % | LLM % "
+             "| cost vs LLM-only % |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        if not r["fitted"] or r["signal"] != "verbalized":
+            continue
+        st = r["stats"]
+        for i, seed in enumerate(r["seeds"]):
+            v = {k: st[k]["per_seed"][i] for k in st}
+            lines.append(
+                f"| {r['system']} | {seed} | {r['taus'][i]:.3f} | {100 * v['slm_pass']:.1f} | "
+                f"{v['ece']:.3f} | {v['auroc']:.3f} | {100 * v['cascade_pass']:.1f} | "
+                f"{100 * v['llm_fraction']:.1f} | {100 * v['cost_vs_llm']:+.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def level_table(levels: list[dict]) -> str:
+    """ECE and AUROC within each difficulty level (mean over seeds), and within-level AUROC."""
+    if not levels:
+        return "(no difficulty levels in this dataset)"
+    names = list(levels[0]["levels"])
+    head = "| system | AUROC | within-level AUROC | " + " | ".join(
+        f"ECE {n}" for n in names
+    ) + " |"  # fmt: skip
+    lines = [head, "|" + "---|" * (3 + len(names))]
+    for s in levels:
+        cells = [_f3(s["levels"][n]["ece"]) for n in names]
+        lines.append(f"| {s['system']} | {_f3(s['auroc'])} | {_f3(s['within_level_auroc'])} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _f3(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 SIMULATED_BANNER = (
     "**The LLM is SIMULATED**: an in-process stand-in that knows the gold answers and is right "
-    "at a set accuracy per difficulty level (configs/demo.py). No real large model is measured; "
-    "the SLMs are real models trained here."
+    "with a known probability that falls with the question's digit work (configs/demo.py). No "
+    "real large model is measured; the SLMs are real models trained here."
 )
 
 
-def report_text(rows, table, config, seconds, presets, claims) -> str:
-    sim = config.cascade.llm.simulated
-    links = "\n".join(
-        f"- [{p}](cascade/{p}/report.md): sweep, baselines, tau rules, plots "
-        f"(![reliability](cascade/{p}/report/synthetic/reliability.png))"
-        for p in presets
+def report_text(config, experiment: dict, plots: dict) -> str:
+    rows, sim = experiment["rows"], config.cascade.llm.simulated
+    first = next(r for r in rows if r["fitted"])
+    rl, e = config.rl, config.cascade
+    llm_line = (
+        f"{'Simulated LLM' if sim else 'LLM'} pass@1 on the test split: "
+        f"{100 * first['llm_pass']:.1f}%"
+        + (f" (its expected pass@1, from its known per-question accuracy: "
+           f"{100 * first['llm_expected_pass']:.1f}%)" if first["llm_expected_pass"] else "")
+    )  # fmt: skip
+    greedy = experiment["greedy"]
+    greedy_lines = "\n".join(
+        f"| {name} | {100 * g['pass@1']:.1f} | {_f3(g['ece'])} | {_f3(g['auroc'])} |"
+        for name, g in greedy.items()
     )
-    banner = SIMULATED_BANNER if sim else ""
-    return f"""# corea-jax demo: COREA on the synthetic task
+    greedy_block = (
+        "| SLM | pass@1 % | ECE | AUROC |\n|---|---|---|---|\n" + greedy_lines
+        if greedy else "(not run: config.greedy=False)"
+    )  # fmt: skip
+    expected = "\n".join(
+        f"- {r['system']}: sampled {100 * r['stats']['cascade_pass']['mean']:.1f}%, expected "
+        f"{100 * r['cascade_expected_pass']:.1f}%"
+        for r in rows if r["fitted"] and r.get("cascade_expected_pass") is not None
+    )  # fmt: skip
+    images = " ".join(f"![{k}]({v})" for k, v in plots.items())
+    return f"""# corea-jax demo: COREA and the paper's baselines on the synthetic task
 
-{banner}
+{SIMULATED_BANNER if sim else ""}
 
-Test split of the synthetic task ({rows[0]["n_test"]} questions); tau chosen on the calibration
-split by the paper's rule (tau = the LLM's pass@1), then applied to the test split. All policies
-start from the same over-confident SFT warm start and get the same GRPO budget
-({config.rl.train.steps} steps x {config.rl.train.prompts_per_step} prompts x
-G={config.rl.rollout.group_size}); only the reward differs. Run time: {seconds / 60:.1f} min.
+## Setup
+- SLMs: one over-confident SFT warm start (SLM-Verb is the warm start itself), then RLVR, Brier
+  and COREA policies trained from it with GRPO ({rl.train.steps} steps x
+  {rl.train.prompts_per_step} prompts x G={rl.rollout.group_size}, learning rate
+  {rl.optim.learning_rate:g}), seeds {", ".join(str(s) for s in config.seeds)}: only the reward
+  differs between policies of one seed (same data order, same rollout draws).
+- Decoding matched to training: each SLM answers at the rollout temperature
+  ({e.slm.temperature:g}), {e.slm.samples} sample(s) per question; greedy decoding is the second
+  table.
+- Questions: the synthetic task's test split ({first["n_test"]} test questions, duplicates
+  removed), tau chosen on a separate calibration part (problems hashed apart, a problem on one
+  side only) by the paper's rule (tau = the LLM's pass@1 there). Settings were not tuned on
+  these questions (configs/demo.py says where each comes from).
+- {llm_line}.
+- Run time {experiment["seconds"] / 60:.1f} min, peak memory {experiment["peak_memory_gb"]:.2f} GB.
 
-{table}
+## Headline (test split)
+Mean over seeds, [95% interval] of a bootstrap over questions and seeds, +- SD over seeds.
+ECE: 10 equal-width bins; AURC: area under the risk-coverage curve (lower is better).
+"distinct conf." counts the distinct values of the row's signal, seed by seed.
 
-## The paper's claims, checked on this run with 95% intervals
-Bootstrap over the test questions, paired across policies (`corea_jax/cli/demo_claims.py`):
-"met" only when the whole interval lies inside the target, "not resolved" when it straddles
-a boundary. One GRPO seed per policy: seed-to-seed variation is not in these intervals.
+{headline_table(rows, sim)}
 
-{chr(10).join(claims)}
+## The paper's claims, with intervals
+"met" only when the whole interval lies inside the target; "not resolved" when it straddles a
+boundary (more questions or seeds would be needed to decide).
 
-Confidence values: {", ".join(f"{r['policy']} {r['distinct_confidences']}" for r in rows)}
-distinct values on the test split (COREA's stated limitation: confidences collapse onto a few
-values, making the accuracy/cost curve over tau step-like).
+{chr(10).join(experiment["claims"])}
 
-## Per-policy cascade reports
-{links}
+## Seed table
+{seed_table(rows)}
+
+## Greedy decoding (second column)
+{greedy_block}
+
+## Calibration within difficulty levels
+Does the stated confidence track the question, or only its level? Within-level AUROC counts only
+pairs of questions from the same level (0.5: the confidence knows the level and nothing more).
+
+{level_table(experiment["levels"])}
+
+## Expected vs sampled cascade accuracy
+{expected or "(the LLM is real: no known per-question accuracy)"}
+
+{images}
+
+Per-SLM cascade reports (sweeps, every tau rule, reliability diagrams, every signal):
+`compare/slms/NAME/report.md`; every system seed by seed: `compare/compare.md`.
 """
