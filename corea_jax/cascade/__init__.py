@@ -4,14 +4,23 @@
   the ConfigDict at the entry point.
 - `pipeline`: `run` (the cascade: compute, then `report.write_cascade`) and `evaluate` (the SLM
   alone).
-- `slm_answers` / `llm_answers`: each model answers every question once, cached.
+- `summary`: step 4, the results from the question rows (pure): per group and signal, tau by
+  each rule, sweep, baselines, intervals, calibration.
+- `slm_answers` / `llm_answers`: each model answers every question once, cached
+  (`slm.samples` answers per question with matched decoding).
+- `signals`: the fitted signals, a hidden-state probe and a pre-generation router
+  (`corea_jax.probes`), fitted on the calibration split.
+- `compare`: `corea-jax compare`, the paper's table of systems (SLM x signal) from one command.
+- `fixed`: the cascade at a fixed tau (the LLM asked only for deferred questions).
+- `intervals`: bootstrap intervals of a chosen tau's operating point.
 - `client`: `LLMClient` answers `LLMRequest`s through a `ChatBackend` (`backend`; the default
   speaks to any OpenAI-compatible endpoint and is the only code here that talks to the network),
   with the cache, retries, bounded concurrency and a failure budget; `endpoint` holds its
   settings (`LLMEndpoint`, `SamplingParams`, `RetryPolicy`, `ClientConfig`).
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
 - `cost`: `Price` and `PriceTable`, tokens x price per 1M tokens.
-- `sweep`: `CascadeData`, deferral, the threshold sweep, baselines, tau rules, AvgProb.
+- `sweep`: `CascadeData`, deferral, the threshold sweep, baselines, tau rules, AvgProb (and a
+  router's cost: only the prefill on a question it routes away).
 - `report`: the Markdown table, the PNG plots and the run's output files.
 
 The simulated LLM (in-process backend and loopback server with fault injection) lives in
