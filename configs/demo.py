@@ -3,6 +3,7 @@
     corea-jax demo                                     # the experiment (CPU, see README)
     corea-jax demo --config=configs/demo.py:quick      # about 3 minutes: wiring, not claims
     corea-jax demo --config=configs/demo.py:ablations  # + COREA with L2 and KL distances
+    corea-jax demo --config=configs/demo.py:tune       # learning rate per reward, on validation
     corea-jax demo --workdir=workdirs/demo --config.seeds='(0,1,2,3,4)'
 
 Serves no paper table directly: it reproduces the *shape* of the paper's comparison (the
@@ -56,6 +57,12 @@ def get_config(arg=None):
     # matched (sampled) decoding of the headline.
     c.greedy = True
     c.bootstrap = 1000  # replicates of the question x seed bootstrap behind every interval
+    c.mode = "experiment"  # or "tune" (the :tune variant)
+    # The GRPO learning rate per reward, chosen on the validation split by `:tune` (one
+    # procedure for every reward: the best mean validation reward under the policy's own
+    # preset; corea_jax/cli/demo_tune.py). A reward missing here uses rl.optim.learning_rate.
+    c.learning_rates = {}
+    c.tune = {"learning_rates": (2e-5, 5e-5, 1e-4), "questions": 300, "seed": 0}
     # Stage 1, SFT warm-up. These settings made the bundled warm start
     # (corea_jax/assets/demo_warmup, used while they are unchanged); regenerate it with
     #   corea-jax demo --workdir=workdirs/warmup --warmup-only --config.warmup_model=''
@@ -134,8 +141,10 @@ def get_config(arg=None):
         t.train.steps = 8
         t.train.checkpoint_every = 8
         e.datasets.synthetic.limit = 200
+    elif arg == "tune":
+        c.mode = "tune"
     elif arg == "ablations":
         c.policies = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
     elif arg:
-        raise ValueError(f"configs/demo.py: unknown argument {arg!r} (use :quick or :ablations)")
+        raise ValueError(f"configs/demo.py: unknown argument {arg!r} (:quick, :tune, :ablations)")
     return c

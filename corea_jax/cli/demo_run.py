@@ -159,6 +159,7 @@ def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
         rl.model.path = str(warm_dir)
         rl.reward.preset = preset
         rl.train.seed = seed
+        rl.optim.learning_rate = config.learning_rates.get(preset, rl.optim.learning_rate)
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"2/5 GRPO policy {i}/{len(runs)}: {preset}, seed {seed}", done):
             train_run(rl, run_dir)
@@ -205,6 +206,11 @@ def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
+    if config.mode == "tune" and not warmup_only:
+        from corea_jax.cli import demo_tune
+
+        demo_tune.run(config, workdir)
+        return workdir / "tune.md"
     warm_dir = warm_start(config, workdir)
     if warmup_only:
         print(f"warm start: {warm_dir}", flush=True)
