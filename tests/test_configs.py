@@ -16,7 +16,7 @@ from corea_jax.cli.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-HELPERS = {"__init__.py", "common.py", "eval_common.py", "rlcc_common.py"}  # not run themselves
+HELPERS = {"__init__.py", "common.py", "eval_common.py", "rlcc_common.py", "compare_common.py"}
 CONFIG_FILES = sorted(p.name for p in CONFIGS.glob("*.py") if p.name not in HELPERS)
 REWARDS = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
 
