@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ class FitReport:
     n_train: int = 0
     positive_rate: float | None = None
     reused: bool = False
+    feature_seconds: float = 0.0  # the forward passes of this run (0 when cached)
+    fit_seconds: float = 0.0  # cross-validation, the final fit and the cross-fitting
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -137,10 +140,12 @@ def fitted_scores(
 
     identity = model_identity(answerer.model_dir)
     for signal in signals.fitted:
+        start = time.perf_counter()
         feats = {
             name: features(answerer, workdir, name, records, templates, slm[name], signal, signals)
             for name, (records, templates) in questions.items()
         }
+        feature_seconds = time.perf_counter() - start
         labels = {n: np.array([r["correct"] for r in slm[n]], bool) for n in questions}
         keys_cal = [
             r["key"] for n in questions for r, m in zip(slm[n], calibration[n], strict=True) if m
@@ -159,9 +164,14 @@ def fitted_scores(
             for r, m in zip(slm[n], calibration[n], strict=True)
             if m
         ]
-        scores, reports[signal] = _scores(
+        start = time.perf_counter()
+        scores, report = _scores(
             signal, signals, workdir, identity, settings, feats, labels, calibration, groups
         )
+        reports[signal] = dataclasses.replace(
+            report, feature_seconds=round(feature_seconds, 2),
+            fit_seconds=round(time.perf_counter() - start, 2),
+        )  # fmt: skip
         for name in questions:
             for row, value in zip(slm[name], scores[name], strict=True):
                 row[signal] = None if value is None else round(float(value), 6)

@@ -237,8 +237,13 @@ def run(config, workdir: str | Path, warmup_only: bool = False) -> Path:
     claims = claim_lines(compare_dir, specs, group, RULE, rows, n_boot=config.bootstrap)
     plots = demo_plots.write_plots(workdir / "report", compare_dir, specs, group, RULE)
     seconds = time.time() - start
+    fits = {}
+    for name in slms:
+        summary = json.loads((compare_dir / "slms" / name / "summary.json").read_text())
+        if summary.get("fitted_signals"):
+            fits[name] = summary["fitted_signals"]
     experiment = {"rows": rows, "levels": levels, "greedy": greedy, "claims": claims,
-                  "seconds": seconds, "peak_memory_gb": peak_memory_gb()}  # fmt: skip
+                  "fits": fits, "seconds": seconds, "peak_memory_gb": peak_memory_gb()}  # fmt: skip
     write_atomic(workdir / "experiment.json", json.dumps(experiment, indent=2) + "\n")
     text = report_text(config, experiment, plots)
     report = workdir / "report.md"
@@ -361,6 +366,14 @@ def report_text(config, experiment: dict, plots: dict) -> str:
         for r in rows if r["fitted"] and r.get("cascade_expected_pass") is not None
     )  # fmt: skip
     images = " ".join(f"![{k}]({v})" for k, v in plots.items())
+    fit_lines = "\n".join(
+        f"- {name} {signal}: " + (
+            f"features {f['feature_seconds']:.1f} s, fit {f['fit_seconds']:.1f} s (L2 C = "
+            f"{f['c']:g} by cross-validation, {f['n_train']} calibration answers)"
+            if f["fitted"] else f"not fitted: {f['note']}")
+        for name, by_signal in experiment.get("fits", {}).items()
+        for signal, f in by_signal.items()
+    )  # fmt: skip
     return f"""# corea-jax demo: COREA and the paper's baselines on the synthetic task
 
 {SIMULATED_BANNER if sim else ""}
@@ -405,6 +418,13 @@ Does the stated confidence track the question, or only its level? Within-level A
 pairs of questions from the same level (0.5: the confidence knows the level and nothing more).
 
 {level_table(experiment["levels"])}
+
+## What the fitted baselines cost on this CPU
+Probe and router: one forward pass per answer (probe) or prompt (router) for the hidden states,
+then the logistic regression (`corea_jax/probes`); a router also saves the SLM's generation on
+every question it sends away.
+
+{fit_lines or "(no probe or router in this run)"}
 
 ## Expected vs sampled cascade accuracy
 {expected or "(the LLM is real: no known per-question accuracy)"}
