@@ -1,20 +1,24 @@
 """The SLM engine: continuous batching over `kernels` on one thread that owns the device state.
 
 Requests (`Generation`) wait in a bounded queue. Between decode segments the engine thread:
-admits waiting requests into free rows (one prefill per admission, shapes from the buckets),
-runs one segment of `segment` decode steps over the rows [0, width) that hold live requests
-(width: the smallest row bucket covering the highest live row), then hands each row its new
+admits waiting requests into free rows (prefilled in chunks of row-bucket sizes), runs one
+segment of `segment` decode steps over the live rows (gathered into a batch whose width is the
+smallest row bucket holding them all, padded with free rows), then hands each row its new
 tokens; a row that drew EOS, reached its `max_tokens` or produced a stop string is finished
 and its row is free for the next admission. A request therefore waits at most one segment
 to join, and a short answer never waits for a long one.
 
 Bounded wait: when nothing is decoding, the first arrival waits up to `batch_wait_s` for
-others, so a burst of requests shares its first prefill and segment.
+others, so a burst of requests shares its first prefill and segment. Refill: when rows finished
+in the last segment, the next one waits up to `refill_wait_s` for as many new requests (a
+client whose answer just went out usually sends its next question within a millisecond or
+two); a row refilled now joins this segment instead of the next one.
 
 Compiled shapes: prefill [A, P] for A in `row_buckets` and P in `prompt_buckets`, and decode
 for each width in `row_buckets`: all compiled by `warmup`, so nothing compiles while serving.
-Rows are allocated lowest-first, so the live width stays small at low load. The cache is a ring
-(`kernels`): the write pointer wraps, nothing is ever copied to make room.
+On a CPU a decode step costs about the same per row whether the row is live or padding, so the
+width follows the number of live rows and fine row buckets pay (the `:demo` config's). The
+cache is a ring (`kernels`): the write pointer wraps, nothing is ever copied to make room.
 
 Abandoned requests (`cancel`, or a future cancelled by its waiter): a queued one leaves the
 queue at once; a decoding one frees its row at the end of the segment in flight (a segment is
@@ -22,7 +26,8 @@ one device call and is not interrupted) and is never decoded again.
 
 [open] defaults (all `EngineConfig` fields): 32 rows, 8-step segments, powers-of-two row
 buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a ring of
-P_max + N_max slots (the longest row; every decode step reads them all), 5 ms bounded wait.
+P_max + N_max slots (the longest row; every decode step reads them all), 5 ms bounded wait,
+2 ms refill wait.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -72,6 +78,7 @@ class EngineConfig:
     cache_slots: int = 0  # 0 = derived (module docstring)
     max_queue: int = 256
     batch_wait_s: float = 0.005
+    refill_wait_s: float = 0.002
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -179,6 +186,7 @@ class Engine:
         )
         self._t = 0  # the ring slot written next
         self._live: dict[int, _Row] = {}
+        self._freed = 0  # rows that finished in the last segment
         self._queue: collections.deque[Generation] = collections.deque()
         self._cv = threading.Condition()
         self._accepting = True
@@ -295,12 +303,10 @@ class Engine:
                     if self._stopping:
                         return
                     if not self._live and self._queue and self.config.batch_wait_s > 0:
-                        deadline = time.monotonic() + self.config.batch_wait_s
-                        while len(self._queue) < self.config.rows and not self._stopping:
-                            left = deadline - time.monotonic()
-                            if left <= 0:
-                                break
-                            self._cv.wait(left)
+                        self._wait_for_queue(self.config.rows, self.config.batch_wait_s)
+                    elif self._live and self._freed and self.config.refill_wait_s > 0:
+                        self._wait_for_queue(self._freed, self.config.refill_wait_s)
+                    self._freed = 0
                     self._drop_abandoned()
                     admitted = self._take_admissions()
                 if admitted:
@@ -312,6 +318,15 @@ class Engine:
             self._fail_all(exc)
             with self._cv:
                 self._accepting = False
+
+    def _wait_for_queue(self, n: int, wait_s: float) -> None:
+        """Under the lock: waits up to `wait_s` for `n` queued requests."""
+        deadline = time.monotonic() + wait_s
+        while len(self._queue) < n and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cv.wait(left)
 
     def _drop_abandoned(self) -> None:
         """Frees the rows of abandoned requests (under the lock, between segments). A future
@@ -375,32 +390,38 @@ class Engine:
         )  # fmt: skip
 
     def _run_decode(self, width: int, rows: dict[int, _Row], warm: bool = False):
+        """One segment over the live `rows` padded with free rows to `width` -> (positions:
+        the row at each position, tokens, drawn, eos, steps) as host arrays."""
+        free = (r for r in range(self.config.rows) if r not in rows)
+        index = sorted([*rows, *itertools.islice(free, width - len(rows))])
         temperature = np.zeros((width,), np.float32)
         top_p = np.ones((width,), np.float32)
         counts = np.zeros((width,), np.int32)
         budget = np.zeros((width,), np.int32)
         seeds = np.zeros((width,), np.int32)
-        for r, row in rows.items():
+        for i, r in enumerate(index):
+            row = rows.get(r)
+            if row is None:
+                continue
             g = row.request
-            temperature[r], top_p[r] = g.temperature, g.top_p
-            counts[r] = len(row.tokens)
-            budget[r] = g.max_tokens - len(row.tokens)
-            seeds[r] = g.seed
+            temperature[i], top_p[i] = g.temperature, g.top_p
+            counts[i] = len(row.tokens)
+            budget[i] = g.max_tokens - len(row.tokens)
+            seeds[i] = g.seed
         if warm:
             budget[0] = 1
         self._note_shape(("decode", width))
         out = kernels.decode(
-            self.graph, self.params, self._rows_state, np.int32(self._t), temperature,
-            top_p, seeds, counts, budget,
+            self.graph, self.params, self._rows_state, np.int32(self._t),
+            np.asarray(index, np.int32), temperature, top_p, seeds, counts, budget,
             width=width, steps=self.config.segment, eos_ids=self.eos_ids,
         )  # fmt: skip
         self._rows_state = out[0]
-        return [np.asarray(x) for x in out[1:]]
+        return (index, *(np.asarray(x) for x in out[1:]))
 
     def _segment(self) -> None:
-        top = max(self._live) + 1
-        width = next(b for b in self._buckets if b >= top)
-        tokens, drawn, eos, steps = self._run_decode(width, self._live)
+        width = next(b for b in self._buckets if b >= len(self._live))
+        index, tokens, drawn, eos, steps = self._run_decode(width, self._live)
         self._t += int(steps)
         if self._t >= self._slots:
             self._t -= self._slots
@@ -408,13 +429,15 @@ class Engine:
         self.segments += 1
         if self.on_segment is not None:
             self.on_segment(len(self._live), int(steps))
-        for r in list(self._live):
-            row = self._live[r]
-            new = tokens[r, : drawn[r]].tolist()
+        for i, r in enumerate(index):
+            row = self._live.get(r)
+            if row is None:
+                continue
+            new = tokens[i, : drawn[i]].tolist()
             row.tokens.extend(new)
             finish = None
             answer = row.tokens
-            if eos[r]:
+            if eos[i]:
                 finish = "stop"
                 answer = row.tokens[:-1]  # the EOS token is not part of the answer
             elif len(row.tokens) >= row.request.max_tokens:
@@ -429,6 +452,7 @@ class Engine:
             if finish is None:
                 continue
             del self._live[r]
+            self._freed += 1
             row.request.stage = "done"
             completion = Completion(
                 text=text,

@@ -145,18 +145,22 @@ def admit(graph: Graph, params, rows: Rows, tokens, valid, slots, write, t):
 @functools.partial(
     jax.jit, static_argnames=("graph", "width", "steps", "eos_ids"), donate_argnames=("rows",)
 )
-def decode(graph: Graph, params, rows: Rows, t, temperature, top_p, seeds, counts, budget, *,
-           width, steps, eos_ids):  # fmt: skip
-    """Up to `steps` decode steps of rows [0, width), writing ring slots t, t + 1, ... (mod S).
+def decode(graph: Graph, params, rows: Rows, t, index, temperature, top_p, seeds, counts, budget,
+           *, width, steps, eos_ids):  # fmt: skip
+    """Up to `steps` decode steps of the rows `index`, writing ring slots t, t + 1, ... (mod S).
 
-    temperature, top_p [width]; seeds [width] int32 per-row seeds, counts [width] tokens each row
-    has drawn so far (the fold-in index, so a row's draws do not depend on the batch); budget
-    [width] tokens each row may still draw (0 for a free row). Stops early once every row is
-    done (EOS or budget). Returns (rows, tokens [width, steps], drawn [width] tokens kept per
-    row, eos [width] bool, steps run).
+    index [width] int32 distinct rows (all B rows in order when width = B: then nothing is
+    copied; else they are gathered and scattered back, so the width follows how many rows are
+    live, not where they sit). Per position of `index`: temperature, top_p [width]; seeds
+    [width] int32 per-row seeds, counts [width] tokens each row has drawn so far (the fold-in
+    index, so a row's draws do not depend on the batch); budget [width] tokens each row may
+    still draw (0 for a free row). Stops early once every row is done (EOS or budget). Returns
+    (rows, tokens [width, steps], drawn [width] tokens kept per row, eos [width] bool, steps
+    run), per position.
     """
     model = graph.merge(params)
-    live = jax.tree.map(lambda x: x[:width], rows)
+    gather = width < rows.start.shape[0]
+    live = jax.tree.map(lambda x: x[index], rows) if gather else rows
     ring = live.cache[0].v.shape[2]
     eos = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
     sampling = jnp.any(temperature > 0)
@@ -194,6 +198,6 @@ def decode(graph: Graph, params, rows: Rows, t, temperature, top_p, seeds, count
     init = (jnp.int32(0), live, jnp.zeros((width, steps), jnp.int32), zeros,
             budget <= 0, jnp.zeros((width,), bool))  # fmt: skip
     n, live, out, drawn, _, hit_eos = jax.lax.while_loop(cond, body, init)
-    if width < rows.start.shape[0]:
-        live = jax.tree.map(lambda full, part: full.at[:width].set(part), rows, live)
+    if gather:
+        live = jax.tree.map(lambda full, part: full.at[index].set(part), rows, live)
     return live, out, drawn, hit_eos, n
