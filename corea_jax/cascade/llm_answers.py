@@ -50,22 +50,19 @@ def simulated_backend(llm: LLMConfig, questions: dict):
     )
 
     by_level = dict(llm.simulated_accuracy_by_level)
-
-    def accuracy(record) -> tuple:
-        level = f"{record.metadata.get('steps')},{record.metadata.get('digits')}"
-        return (by_level[level],) if level in by_level else ()
-
     answers = {
-        templates.user_text(r): (r.answer, r.kind, len(r.choices), *accuracy(r))
+        templates.user_text(r): (r.answer, r.kind, len(r.choices), llm.simulated_accuracy_of(r))
         for records, templates in questions.values()
         for r in records
     }
     policy = gold_answer_policy(answers, llm.simulated_accuracy, llm.simulated_seed)
-    identity = simulated_identity(llm.simulated_accuracy, llm.simulated_seed, by_level)
+    difficulty = (llm.simulated_difficulty_decay, llm.simulated_difficulty_ceiling)
+    identity = simulated_identity(llm.simulated_accuracy, llm.simulated_seed, by_level, difficulty)
+    how = ("by digit work" if difficulty[0] > 0 else "by difficulty level" if by_level
+           else llm.simulated_accuracy)  # fmt: skip
     print(
         f"corea-jax: SIMULATED LLM in-process ({identity}, model name {llm.model!r}, "
-        f"accuracy {'by difficulty level' if by_level else llm.simulated_accuracy}); "
-        "no real model is measured",
+        f"accuracy {how}); no real model is measured",
         file=sys.stderr,
     )
     return SimulatedChatBackend(policy, llm.model, identity)

@@ -33,6 +33,7 @@ import numpy as np
 
 from corea_jax.atomic_files import write_atomic
 from corea_jax.errors import CoreaError
+from corea_jax.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +290,22 @@ class SLMAnswerer:
             for i in range(0, len(records), b)
             if any(key not in done for key in keys[i * k : (i + b) * k])
         ]
-        for n_done, start in enumerate(starts, 1):
-            rows = self._sample(records[start : start + b], prompts[start : start + b], start // b)
-            done.update(zip(keys[start * k : (start + b) * k], rows, strict=True))
-            ordered = [done[key] | {"key": key} for key in keys if key in done]
-            write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
-            print(
-                f"corea-jax: {name}: SLM batch {n_done}/{len(starts)} "
-                f"({min(start + b, len(records))}/{len(records)} questions, {k} samples each)",
-                file=sys.stderr,
-            )
+        todo = sum(key not in done for key in keys)
+        with progress(len(keys), f"SLM {name}", "answer", initial=len(keys) - todo) as bar:
+            stated = []
+            for start in starts:
+                chunk = keys[start * k : (start + b) * k]
+                new = sum(key not in done for key in chunk)
+                rows = self._sample(
+                    records[start : start + b], prompts[start : start + b], start // b
+                )
+                done.update(zip(chunk, rows, strict=True))
+                ordered = [done[key] | {"key": key} for key in keys if key in done]
+                write_atomic(
+                    path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered)
+                )
+                stated += [c for r in rows if (c := _stated(r["text"])) is not None]
+                bar.update(new, conf=float(np.mean(stated)) if stated else float("nan"))
         return [done[key] | {"key": key} for key in keys]
 
     def _sample(self, records, prompts, batch_index: int) -> list[dict]:
@@ -334,6 +341,13 @@ class SLMAnswerer:
                 }
             )
         return rows
+
+
+def _stated(text: str) -> float | None:
+    """The confidence a completion states (None if none), for the progress line only."""
+    from corea_jax.scoring.parsing import parse_completion
+
+    return parse_completion(text).confidence
 
 
 def _finite(x) -> float | None:

@@ -115,11 +115,10 @@ def _bundled_warm_start(config) -> Path | None:
 
 def warm_start(config, workdir: Path) -> Path:
     """Stage 1: the SFT warm start's model directory (bundled, given, reused or trained)."""
-    from corea_jax.rl.train import run as train_run
 
     reuse = _bundled_warm_start(config)
     if reuse is not None:
-        _stage(f"1/4 supervised warm-up: using {reuse}", True)
+        _stage(f"1/5 supervised warm-up: using {reuse}", True)
         return reuse
     warm = workdir / "warmup"
     sft = copy.deepcopy(config.rl)
@@ -134,20 +133,32 @@ def warm_start(config, workdir: Path) -> Path:
     sft.optim.schedule = config.warmup_schedule
     sft.optim.warmup_steps = config.warmup_lr_warmup_steps
     if not _stage(
-        "1/4 supervised warm-up (over-confident traces)", _trained(warm, sft.train.steps)
+        "1/5 supervised warm-up (over-confident traces)", _trained(warm, sft.train.steps)
     ):
-        train_run(sft, warm)
+        _train(sft, warm)
         write_atomic(
             warm / "export" / "warmup.json", json.dumps(warmup_settings(config), indent=2) + "\n"
         )
     return warm / "export"
 
 
+def _train(rl, run_dir: Path) -> None:
+    """One training run; stops the demo when it ended early (a SIGTERM saves a checkpoint and
+    returns without exporting): the next stage would otherwise fail on a missing model."""
+    from corea_jax.rl.train import run as train_run
+
+    train_run(rl, run_dir)
+    if not _trained(run_dir, rl.train.steps):
+        raise CoreaError(
+            f"{run_dir}: training stopped before step {rl.train.steps} (interrupted?); run the "
+            "same command again to resume from its checkpoint"
+        )
+
+
 def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
     """Stage 2: every reward preset x seed from the same warm start, same budget; a seed sets
     the data order and every rollout draw, so seed s is the same for every reward.
     Returns `{slm name: export directory}`."""
-    from corea_jax.rl.train import run as train_run
 
     runs = [(seed, preset) for seed in config.seeds for preset in config.policies]
     out = {}
@@ -162,7 +173,7 @@ def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
         rl.optim.learning_rate = config.learning_rates.get(preset, rl.optim.learning_rate)
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"2/5 GRPO policy {i}/{len(runs)}: {preset}, seed {seed}", done):
-            train_run(rl, run_dir)
+            _train(rl, run_dir)
         out[name] = run_dir / "export"
     return out
 

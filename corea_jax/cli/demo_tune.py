@@ -64,9 +64,8 @@ def validation_objective(model_dir: Path, preset: str, config, records, template
 def run(config, workdir: Path) -> dict:
     """Trains every (preset, learning rate) candidate, scores it on validation, writes the
     choice. Resumes: trained candidates are reused."""
-    from corea_jax.cli.demo_run import _stage, _trained, warm_start
+    from corea_jax.cli.demo_run import _stage, _train, _trained, warm_start
     from corea_jax.data import synthetic
-    from corea_jax.rl.train import run as train_run
 
     workdir = Path(workdir)
     warm_dir = warm_start(config, workdir)
@@ -84,7 +83,7 @@ def run(config, workdir: Path) -> dict:
         rl.train.seed = config.tune.seed
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"tune {i}/{len(candidates)}: {preset}, learning rate {lr:g}", done):
-            train_run(rl, run_dir)
+            _train(rl, run_dir)
         score = validation_objective(run_dir / "export", preset, config, records,
                                      synthetic.SYNTHETIC_PROMPTS)  # fmt: skip
         results.setdefault(preset, {})[f"{lr:g}"] = score
