@@ -288,18 +288,19 @@ def headline_table(rows: list[dict], simulated: bool) -> str:
     """The headline: one row per system, mean over seeds [95% interval] +- SD over seeds."""
     llm = "sim. LLM" if simulated else "LLM"
     lines = [
-        f"| system | seeds | SLM pass@1 % | ECE | AUROC | AURC | cascade pass@1 % | LLM % "
-        f"| cost vs {llm}-only % | distinct conf. |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| system | seeds | SLM pass@1 % | ECE | ECE (equal-mass) | AUROC | AURC | "
+        f"cascade pass@1 % | LLM % | cost vs {llm}-only % | distinct conf. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if not r["fitted"]:
-            lines.append(f"| {r['system']} | {len(r['seeds'])} | not fitted |" + " |" * 7)
+            lines.append(f"| {r['system']} | {len(r['seeds'])} | not fitted |" + " |" * 8)
             continue
         st = r["stats"]
         lines.append(
             f"| {r['system']} | {len(r['seeds'])} | {_iv(st['slm_pass'])} | "
-            f"{_iv(st['ece'], 1, 3)} | {_iv(st['auroc'], 1, 3)} | {_iv(st['aurc'], 1, 3)} | "
+            f"{_iv(st['ece'], 1, 3)} | {_iv(st['ece_mass'], 1, 3)} | {_iv(st['auroc'], 1, 3)} | "
+            f"{_iv(st['aurc'], 1, 3)} | "
             f"{_iv(st['cascade_pass'])} | {_iv(st['llm_fraction'])} | "
             f"{_iv(st['cost_vs_llm'], signed=True)} | "
             f"{'/'.join(str(d) for d in r['distinct_values'])} |"
@@ -414,7 +415,8 @@ def report_text(config, experiment: dict, plots: dict) -> str:
 
 ## Headline (test split)
 Mean over seeds, [95% interval] of a bootstrap over questions and seeds, +- SD over seeds.
-ECE: 10 equal-width bins; AURC: area under the risk-coverage curve (lower is better).
+ECE: 10 equal-width bins; equal-mass ECE: 15 bins of equal count, ties kept together; AURC:
+area under the risk-coverage curve (lower is better).
 "distinct conf." counts the distinct values of the row's signal, seed by seed.
 
 {headline_table(rows, sim)}
