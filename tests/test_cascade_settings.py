@@ -16,7 +16,13 @@ import pytest
 from corea_jax.cascade import CascadeConfig, LLMClient, LLMEndpoint, LLMRequest, ResponseCache
 from corea_jax.cascade.endpoint import ClientConfig, RetryPolicy, SamplingParams
 from corea_jax.cascade.pipeline import score_answers
-from corea_jax.cascade.settings import GraderConfig, LLMConfig, ReportConfig, TauConfig
+from corea_jax.cascade.settings import (
+    GraderConfig,
+    LLMConfig,
+    ReportConfig,
+    SignalsConfig,
+    TauConfig,
+)
 from corea_jax.cascade.slm_answers import QuestionSource, SLMConfig
 from corea_jax.cli import evaluate as evaluate_cli
 from corea_jax.cli.config import load_config
@@ -41,13 +47,14 @@ def test_every_eval_config_becomes_a_cascade_config():
             assert cfg.datasets and all(isinstance(d, QuestionSource) for d in cfg.datasets)
     demo = load_config(f"{REPO}/configs/demo.py")
     cfg = CascadeConfig.from_config(demo.cascade)
-    assert cfg.llm.simulated and cfg.llm.simulated_accuracy_by_level["1,1"] == 0.97
+    assert cfg.llm.simulated and cfg.llm.simulated_difficulty_decay == 0.025
+    assert cfg.slm.temperature == demo.rl.rollout.temperature  # decoding matched to training
 
 
 def test_section_keys_are_the_dataclass_fields():
     config = load_config(f"{REPO}/configs/eval_deepmath500.py")
     sections = {"slm": SLMConfig, "llm": LLMConfig, "tau": TauConfig, "report": ReportConfig,
-                "grading": GraderConfig}  # fmt: skip
+                "grading": GraderConfig, "signals": SignalsConfig}  # fmt: skip
     for name, cls in sections.items():
         assert set(config[name]) <= {f.name for f in dataclasses.fields(cls)}, name
 
