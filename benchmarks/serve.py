@@ -152,6 +152,7 @@ def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind:
         "deferred": sum(r[1] == "llm" for r in results) / n,
         "correct": sum(r[2] for r in results) / n,
         "mean_batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+        "load": os.getloadavg()[0],  # the machine is shared: what else ran meanwhile
     }
 
 
@@ -197,7 +198,8 @@ def main() -> int:
                       f"completions/s, p50 {r['p50_s'] * 1e3:5.0f} ms, p99 "
                       f"{r['p99_s'] * 1e3:5.0f} ms, {r['requests']} requests, lost {r['lost']}, "
                       f"mean batch {r['mean_batch']:.1f} rows, deferred {r['deferred']:.0%}, "
-                      f"correct {r['correct']:.0%}", flush=True)  # fmt: skip
+                      f"correct {r['correct']:.0%}, load average {r['load']:.1f}",
+                      flush=True)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(120)
@@ -207,12 +209,13 @@ def main() -> int:
     rows = [best(level) for level in zip(*rounds, strict=True)]
     lost = sum(r["lost"] for level in rounds for r in level)
     print(f"\nbest of {args.rounds} rounds per level; lost requests in all rounds: {lost}")
-    print("| clients | requests | completions/s | p50 ms | p99 ms | mean batch |")
-    print("|---|---|---|---|---|---|")
+    print("| clients | requests | completions/s | p50 ms | p99 ms | mean batch | load avg |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['clients']} | {r['requests']} | {r['completions_per_s']:.1f} | "
-            f"{r['p50_s'] * 1e3:.0f} | {r['p99_s'] * 1e3:.0f} | {r['mean_batch']:.1f} |"
+            f"{r['p50_s'] * 1e3:.0f} | {r['p99_s'] * 1e3:.0f} | {r['mean_batch']:.1f} | "
+            f"{r['load']:.1f} |"
         )
     by = {r["clients"]: r for r in rows}
     if 1 in by and 32 in by:
