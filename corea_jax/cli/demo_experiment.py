@@ -32,7 +32,7 @@ import numpy as np
 
 from corea_jax.cascade.sweep import defer_mask
 from corea_jax.scoring import metrics
-from corea_jax.scoring.stats import Interval, mean_sd, seed_question_bootstrap
+from corea_jax.scoring.stats import Interval, bootstrap, mean_sd, seed_question_bootstrap
 
 # Each preset's systems: (row name, signal). RLVR carries the paper's non-verbal baselines.
 SYSTEMS = {
@@ -200,6 +200,9 @@ def headline_rows(compare_dir: Path, specs: list[dict], group: str, rule: str,
             "distinct_values": [int(np.unique(a["conf"][~np.isnan(a["conf"])]).size)
                                 for a in per_seed],  # fmt: skip
             "llm_pass": float(per_seed[0]["llm_correct"].mean()),
+            "llm_pass_interval": bootstrap(
+                np.mean, per_seed[0]["llm_correct"].astype(float), n_boot=n_boot
+            ).to_dict(),
             "llm_expected_pass": None if np.isnan(p_llm).any() else float(p_llm.mean()),
             "cascade_expected_pass": None if np.isnan(p_llm).any() else float(np.mean(expected)),
             "stats": system_stats(per_seed, n_boot=n_boot),

@@ -361,7 +361,7 @@ def report_text(config, experiment: dict, plots: dict) -> str:
                     for p in config.policies)  # fmt: skip
     llm_line = (
         f"{'Simulated LLM' if sim else 'LLM'} pass@1 on the test split: "
-        f"{100 * first['llm_pass']:.1f}%"
+        f"{Interval(**first['llm_pass_interval']).format(scale=100, digits=1)}%"
         + (f" (its expected pass@1, from its known per-question accuracy: "
            f"{100 * first['llm_expected_pass']:.1f}%)" if first["llm_expected_pass"] else "")
     )  # fmt: skip
