@@ -19,6 +19,7 @@ from corea_jax.models import CausalLM, causal_mask, positions_from_mask, save_mo
 from corea_jax.probes import (
     FeatureConfig,
     Probe,
+    answer_token_span,
     completion_features,
     fit_probe,
     hidden_at_layer,
@@ -119,14 +120,38 @@ def test_last_pooling_is_the_final_completion_token_and_padding_invariant(model)
         np.testing.assert_allclose(batched[i], states[i, len(row) - 1], rtol=1e-5, atol=1e-5)
 
 
-def test_answer_mean_pools_the_completion_tokens(model):
+def test_completion_mean_pools_the_completion_tokens(model):
     prompts, completions = [[5, 6, 7], [8, 9]], [[10, 11, 12, 13], []]
     got = completion_features(
-        model, prompts, completions, FeatureConfig(layer=1, pooling="answer_mean")
+        model, prompts, completions, FeatureConfig(layer=1, pooling="completion_mean")
     )
     states = hidden(model, [prompts[0] + completions[0], prompts[1]], 1)
     np.testing.assert_allclose(got[0], states[0, 3:7].mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got[1], states[1, 1], rtol=1e-5, atol=1e-5)
+
+
+def test_answer_mean_pools_the_answer_tokens_and_falls_back_to_the_last(model):
+    prompts, completions = [[5, 6, 7], [8, 9]], [[10, 11, 12, 13, 14], [15, 16]]
+    cfg = FeatureConfig(layer=1, pooling="answer_mean")
+    got = completion_features(model, prompts, completions, cfg, spans=[(1, 3), (0, 0)])
+    states = hidden(model, [p + c for p, c in zip(prompts, completions, strict=True)], 1)
+    np.testing.assert_allclose(got[0], states[0, 4:6].mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], states[1, 3], rtol=1e-5, atol=1e-5)  # no answer: last
+    with pytest.raises(CoreaError, match="needs one answer span per row"):
+        completion_features(model, prompts, completions, cfg)
+    with pytest.raises(CoreaError, match="outside its 2 completion tokens"):
+        completion_features(model, prompts, completions, cfg, spans=[(0, 1), (1, 3)])
+
+
+def test_answer_token_span_from_offsets():
+    text = "<think>2+2</think><answer>14</answer><confidence>0.9</confidence>"
+    # A tokenisation of `text` by character offsets: "<answer>" is one token, "1", "4" two.
+    cuts = [0, 7, 10, 18, 26, 27, 28, 37, 49, 52, 65]
+    offsets = list(zip(cuts[:-1], cuts[1:], strict=True))
+    assert answer_token_span(offsets, text) == (4, 6)
+    assert answer_token_span(offsets, "<think>no answer</think>") == (0, 0)
+    merged = [(0, 26), (26, 30), (30, 65)]  # a token straddling the tag still counts
+    assert answer_token_span(merged, text) == (1, 2)
 
 
 def test_prompt_features_are_completion_features_without_completions(model):

@@ -142,7 +142,8 @@ class SignalsConfig:
     chosen from `c_grid` by `folds`-fold cross-validation inside that split; the calibration
     questions' own scores are out-of-fold (cross-fitted), so tau is never chosen on scores the
     probe was fitted to. `probe_layer` / `router_layer`: the decoder layer read (negative from
-    the end) [open]; `probe_pooling`: "last" (the completion's final token) or "answer_mean"
+    the end) [open]; `probe_pooling`: "last" (the completion's final token), "answer_mean" (the
+    answer's tokens) or "completion_mean"
     (see `corea_jax.probes.features`). `router_cost`: what a routed-away question costs on the
     SLM's side, "prefill" (the prompt's tokens at the SLM's input price: the router reads the
     prefill's hidden state) or "none" (a router with its own tiny model) [open]. `probe_dir`: a

@@ -68,7 +68,12 @@ def features(answerer, workdir: Path, name: str, records, templates, rows, signa
     """[Q, D] float32 features of one dataset's questions for `signal`, cached in
     `workdir/slm/NAME.features.npz` (a row's entry is keyed by its SLM cache key and the
     feature settings, so changing either recomputes just what changed)."""
-    from corea_jax.probes import FeatureConfig, completion_features, prompt_features
+    from corea_jax.probes import (
+        FeatureConfig,
+        answer_token_span,
+        completion_features,
+        prompt_features,
+    )
 
     settings = _feature_settings(signals, signal)
     tag = json.dumps(settings, sort_keys=True)
@@ -87,16 +92,23 @@ def features(answerer, workdir: Path, name: str, records, templates, rows, signa
         if signal == "router":
             new = prompt_features(model, prompts, signals.router_layer, signals.feature_batch)
         else:
-            tok = answerer.tokenizer
-            completions = [
-                list(tok(rows[i]["text"], add_special_tokens=False)["input_ids"]) for i in missing
+            encoded = [
+                answerer.tokenizer(
+                    rows[i]["text"], add_special_tokens=False, return_offsets_mapping=True
+                )
+                for i in missing
+            ]
+            completions = [list(e["input_ids"]) for e in encoded]
+            spans = [
+                answer_token_span(e["offset_mapping"], rows[i]["text"])
+                for e, i in zip(encoded, missing, strict=True)
             ]
             cfg = FeatureConfig(
                 layer=signals.probe_layer,
                 pooling=signals.probe_pooling,
                 batch_size=signals.feature_batch,
             )
-            new = completion_features(model, prompts, completions, cfg)
+            new = completion_features(model, prompts, completions, cfg, spans)
         for i, f in zip(missing, new, strict=True):
             cached[keys[i]] = np.asarray(f, np.float32)
         _write_features(path, cached)

@@ -11,16 +11,19 @@ final RMSNorm (what the LM head reads, so layer L equals `CausalLM.hidden_states
 training set's mean and std, so the missing norm only matters through its per-token scale.
 
 Which token (`FeatureConfig.pooling`, a table of variants):
-  "last"         the final token of the completion (the default). It has attended to the whole
-                 question, the answer and the stated confidence; it exists even when the output
-                 format failed (no `<answer>` to find); and it costs one row of the forward.
-                 Probing work reads correctness and truthfulness off late token states: the
-                 P(IK) heads of Kadavath et al. 2022 ("Language Models (Mostly) Know What They
-                 Know") and the SAPLMA probes of Azaria & Mitchell 2023 use the final token.
-  "answer_mean"  the mean over all completion tokens (reasoning, answer and confidence alike).
-                 A true `<answer>` span would need the tokenizer's offsets mapping on the
-                 decoded text; not done here, since the span is empty exactly when the format
-                 fails, and the mean over everything the model wrote is always defined.
+  "last"             the final token of the completion (the default). It has attended to the
+                     whole question, the answer and the stated confidence; it exists even when
+                     the output format failed (no `<answer>` to find); and it costs one row of
+                     the forward. Probing work reads correctness and truthfulness off late
+                     token states: the P(IK) heads of Kadavath et al. 2022 ("Language Models
+                     (Mostly) Know What They Know") and the SAPLMA probes of Azaria & Mitchell
+                     2023 use the final token.
+  "answer_mean"      the mean over the tokens of the answer itself: the caller passes each
+                     row's [start, end) span within the completion (`spans`; the cascade finds
+                     the `<answer>` text through the tokenizer's offsets,
+                     `answer_token_span`); a row whose span is empty (the format failed) falls
+                     back to its last token.
+  "completion_mean"  the mean over all completion tokens (reasoning, answer and confidence).
 An empty completion pools the last prompt token under either rule: `prompt_features` (the
 router's input, one prefill, nothing generated) is `completion_features` with empty completions.
 
@@ -91,10 +94,12 @@ def _completion_span(prompt_len: int, completion_len: int) -> tuple[int, int]:
     return prompt_len, prompt_len + completion_len
 
 
-# pooling name -> (prompt length, completion length) -> the [start, end) token span averaged.
+# pooling name -> (prompt length, completion length) -> the [start, end) token span averaged;
+# "answer_mean" reads the caller's spans instead (`_batch`).
 POOLINGS: dict[str, Callable[[int, int], tuple[int, int]]] = {
     "last": _last_token,
-    "answer_mean": _completion_span,
+    "answer_mean": _last_token,  # the fallback when a row has no answer span
+    "completion_mean": _completion_span,
 }
 
 
@@ -105,7 +110,8 @@ class FeatureConfig:
     layer: 1..L or -L..-1; default -1, the last layer after the final norm (what the LM head
       reads; the one layer every checkpoint has). Middle layers are often as good or better for
       truthfulness probes, so it is a setting.
-    pooling: "last" (default: always defined, sees everything, cheapest) or "answer_mean".
+    pooling: "last" (default: always defined, sees everything, cheapest), "answer_mean" (needs
+      the answer spans) or "completion_mean".
     batch_size: rows per jitted forward.
     """
 
@@ -135,9 +141,10 @@ def _pooled(graphdef, state, tokens, valid, weights, *, layer):
     return jnp.sum(hidden * weights[:, :, None], axis=1)
 
 
-def _batch(rows: Sequence[tuple[list[int], list[int]]], size: int, pooling: str):
+def _batch(rows: Sequence[tuple[list[int], list[int]]], size: int, pooling: str, spans=None):
     """(prompt, completion) pairs -> tokens [B, T] int32, valid [B, T], weights [B, T] float32
-    with B = size (dummy one-token rows appended) and T bucketed."""
+    with B = size (dummy one-token rows appended) and T bucketed. `spans`: per row a
+    [start, end) within the completion to average ("answer_mean"), empty = the last token."""
     t = bucket(max(len(p) + len(c) for p, c in rows))
     tokens = np.zeros((size, t), np.int32)
     valid = np.zeros((size, t), bool)
@@ -149,6 +156,8 @@ def _batch(rows: Sequence[tuple[list[int], list[int]]], size: int, pooling: str)
         tokens[i, : len(seq)] = seq
         valid[i, : len(seq)] = True
         start, end = POOLINGS[pooling](len(prompt), len(completion))
+        if spans is not None and spans[i][1] > spans[i][0]:
+            start, end = len(prompt) + spans[i][0], len(prompt) + spans[i][1]
         weights[i] = 0.0
         weights[i, start:end] = 1.0 / (end - start)
     return tokens, valid, weights
@@ -159,12 +168,21 @@ def completion_features(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     cfg: FeatureConfig,
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """N prompts and N completions (token ids) -> [N, D] float32 pooled hidden states.
 
     One jitted forward per `cfg.batch_size` rows; an empty completion pools the last prompt
-    token. Every prompt must have at least one token.
+    token. Every prompt must have at least one token. `spans` (pooling "answer_mean", required
+    there): each row's answer tokens as a [start, end) within its completion.
     """
+    if cfg.pooling == "answer_mean":
+        if spans is None or len(spans) != len(completions):
+            raise CoreaError("probe features: pooling 'answer_mean' needs one answer span per row")
+        for i, (a, b) in enumerate(spans):
+            if not 0 <= a <= b <= len(completions[i]):
+                raise CoreaError(f"probe features: answer span {(a, b)} of row {i} is outside "
+                                 f"its {len(completions[i])} completion tokens")  # fmt: skip
     if len(prompts) != len(completions):
         raise CoreaError(
             f"probe features: {len(prompts)} prompts but {len(completions)} completions"
@@ -181,7 +199,8 @@ def completion_features(
     out = []
     for start in range(0, len(rows), cfg.batch_size):
         chunk = rows[start : start + cfg.batch_size]
-        tokens, valid, weights = _batch(chunk, cfg.batch_size, cfg.pooling)
+        part = None if spans is None else spans[start : start + cfg.batch_size]
+        tokens, valid, weights = _batch(chunk, cfg.batch_size, cfg.pooling, part)
         pooled = _pooled(graphdef, state, tokens, valid, weights, layer=layer)
         out.append(np.asarray(pooled)[: len(chunk)])
     return np.concatenate(out).astype(np.float32)
@@ -194,3 +213,16 @@ def prompt_features(
     input: one prefill, nothing generated)."""
     cfg = FeatureConfig(layer=layer, pooling="last", batch_size=batch_size)
     return completion_features(model, prompts, [[] for _ in prompts], cfg)
+
+
+def answer_token_span(offsets: Sequence[tuple[int, int]], text: str) -> tuple[int, int]:
+    """The [start, end) of the tokens covering the text inside `<answer>...</answer>` (the
+    first one), from the tokenizer's character `offsets` of `text`; (0, 0) when there is none.
+    A token counts when its characters overlap the answer's."""
+    open_tag = text.find("<answer>")
+    close_tag = text.find("</answer>", open_tag + 1) if open_tag >= 0 else -1
+    if open_tag < 0 or close_tag < 0:
+        return 0, 0
+    lo, hi = open_tag + len("<answer>"), close_tag
+    inside = [i for i, (a, b) in enumerate(offsets) if a < hi and b > lo]
+    return (inside[0], inside[-1] + 1) if inside else (0, 0)
