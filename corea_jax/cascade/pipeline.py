@@ -62,6 +62,7 @@ from corea_jax.cascade.sweep import calibration_mask
 from corea_jax.data.splits import question_key
 from corea_jax.errors import CoreaError
 from corea_jax.scoring.score import ScoreItem, score_texts
+from corea_jax.scoring.stats import Interval
 
 _GRADE_KEYS = ("answer", "confidence", "format_ok", "format_reason", "correct", "grade_method")
 _SLM_KEYS = ("answer", "correct", "format_ok", "prompt_tokens", "completion_tokens",
@@ -285,7 +286,7 @@ def evaluate(cfg: CascadeConfig, workdir) -> dict:
     with cfg.grading.grader() as grader:
         slm, answerer = slm_pass(cfg, workdir, questions, grader)
     bins, invalid = cfg.report.bins, cfg.tau.invalid_confidence
-    metrics = evaluation_metrics(slm, bins, invalid, answerer.samples_drawn)
+    metrics = evaluation_metrics(slm, bins, invalid, answerer.samples_drawn, cfg.slm.samples)
     series = {
         name: (confidences(rows), np.array([r["correct"] for r in rows], bool))
         for name, rows in slm.items()
@@ -293,11 +294,10 @@ def evaluate(cfg: CascadeConfig, workdir) -> dict:
     out_dir = workdir / "eval"
     report.write_evaluation(out_dir, slm, metrics, series, bins, invalid)
     for name, m in metrics["datasets"].items():
-        print(f"{name}: {m['n']} questions, pass@1 {_f(m['pass@1'])}, ECE {_f(m['ece'])}, "
-              f"AUROC {_f(m['auroc'])}")  # fmt: skip
+        iv = {k: Interval(**v).format(digits=3) for k, v in m["intervals"].items()}
+        k = cfg.slm.samples
+        count = f"{m['n'] // k} questions" + (f" x {k} samples" if k > 1 else "")
+        print(f"{name}: {count}, pass@1 {iv['pass@1']}, ECE {iv['ece']}, AUROC {iv['auroc']} "
+              "(95% intervals over questions)")  # fmt: skip
     print(f"wrote {out_dir / 'metrics.json'}, metrics.csv and reliability.png")
     return metrics
-
-
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.4f}"

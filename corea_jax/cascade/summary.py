@@ -234,13 +234,24 @@ def signal_metrics(conf: np.ndarray, correct: np.ndarray, bins: int, invalid: fl
     return out
 
 
-def evaluation_metrics(slm: dict, bins: int, invalid: float, samples_drawn: int) -> dict:
-    """`eval/metrics.json`: per dataset pass@1, format rate, ECE, Brier, AUROC (verbalized and
-    AvgProb), reliability bins. Pure."""
-    metrics = {"slm_samples_drawn": samples_drawn, "datasets": {}}
+def evaluation_metrics(
+    slm: dict, bins: int, invalid: float, samples_drawn: int, samples: int = 1
+) -> dict:
+    """`eval/metrics.json`: per dataset pass@1 (mean@k with `samples` = k per question), format
+    rate, ECE, Brier, AUROC (verbalized and AvgProb), reliability bins, and 95% bootstrap
+    intervals over questions (a question's k samples together) of pass@1, ECE, Brier, AUROC,
+    AURC and equal-mass ECE. Pure."""
+    metrics = {"slm_samples_drawn": samples_drawn, "samples_per_question": samples,
+               "datasets": {}}  # fmt: skip
     for name, rows in slm.items():
         m = _calibration(rows, bins, invalid)
         m["avgprob_auroc"] = _avgprob_auroc(rows)
+        correct = np.array([r["correct"] for r in rows], bool).reshape(-1, samples)
+        conf = np.where(np.isnan(c := confidences(rows)), invalid, c).reshape(-1, samples)
+        m["intervals"] = {
+            key: iv.to_dict()
+            for key, iv in calibration_intervals(correct, conf, n_bins=bins, selective=True).items()
+        }
         metrics["datasets"][name] = m
     return metrics
 
