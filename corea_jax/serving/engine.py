@@ -1,7 +1,7 @@
 """The SLM engine: continuous batching over `kernels` on one thread that owns the device state.
 
 Requests (`Generation`) wait in a bounded queue. Between decode segments the engine thread:
-admits waiting requests into free rows (prefilled in chunks of row-bucket sizes), runs one
+admits waiting requests into free rows (prefilled in chunks of bucket sizes), runs one
 segment of `segment` decode steps over the live rows (gathered into a batch whose width is the
 smallest row bucket holding them all, padded with free rows), then hands each row its new
 tokens; a row that drew EOS, reached its `max_tokens` or produced a stop string is finished
@@ -14,8 +14,9 @@ in the last segment, the next one waits up to `refill_wait_s` for as many new re
 client whose answer just went out usually sends its next question within a millisecond or
 two); a row refilled now joins this segment instead of the next one.
 
-Compiled shapes: prefill [A, P] for A in `row_buckets` and P in `prompt_buckets`, and decode
-for each width in `row_buckets`: all compiled by `warmup`, so nothing compiles while serving.
+Compiled shapes: prefill [A, P] for A in the power-of-two `row_buckets` and P in
+`prompt_buckets`, and decode for each width in `row_buckets`: all compiled by `warmup`, so
+nothing compiles while serving.
 On a CPU a decode step costs about the same per row whether the row is live or padding, so the
 width follows the number of live rows and fine row buckets pay (the `:demo` config's). The
 cache is a ring (`kernels`): the write pointer wraps, nothing is ever copied to make room.
@@ -176,6 +177,9 @@ class Engine:
         self.eos_ids = tuple(sorted({int(i) for i in eos_ids}))
         self.on_segment = on_segment
         self._buckets = config.rows_buckets()
+        # Prefill chunk sizes: the power-of-two buckets (any count is a sum of them, so finer
+        # buckets would save no padding, only add compiled shapes).
+        self._admit_buckets = tuple(b for b in self._buckets if b & (b - 1) == 0) or self._buckets
         self._prompt_buckets = config.prompt_bucket_list()
         self._slots = config.slots()
         # Committed to the device like every kernel output, so the first call of each kernel
@@ -271,7 +275,7 @@ class Engine:
     def warmup(self) -> float:
         """Compiles every shape the engine uses (module docstring); returns the seconds taken."""
         start = time.monotonic()
-        for a in self._buckets:
+        for a in self._admit_buckets:
             for p in self._prompt_buckets:
                 tokens = np.zeros((a, p), np.int32)
                 valid = np.zeros((a, p), bool)
@@ -352,14 +356,14 @@ class Engine:
         return out
 
     def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
-        """Prefills `admitted` in chunks whose sizes are row buckets (largest first, prompts of
+        """Prefills `admitted` in chunks whose sizes are power-of-two buckets (largest first, prompts of
         similar length together), so no prefill row is padding: on a CPU a padding row costs
         as much as a real one. Only a remainder below the smallest bucket is padded."""
         now = time.monotonic()
         live_after = len(self._live) + len(admitted)
         todo = sorted(admitted, key=lambda x: len(x[1].prompt), reverse=True)
         while todo:
-            size = max((b for b in self._buckets if b <= len(todo)), default=len(todo))
+            size = max((b for b in self._admit_buckets if b <= len(todo)), default=len(todo))
             chunk, todo = todo[:size], todo[size:]
             self._prefill(chunk)
         for row, g in admitted:
@@ -367,7 +371,7 @@ class Engine:
 
     def _prefill(self, chunk: list[tuple[int, Generation]]) -> None:
         width = len(chunk)
-        a = next(b for b in self._buckets if b >= width)
+        a = next(b for b in self._admit_buckets if b >= width)
         p = next(b for b in self._prompt_buckets if b >= max(len(g.prompt) for _, g in chunk))
         tokens = np.zeros((a, p), np.int32)
         valid = np.zeros((a, p), bool)
