@@ -356,9 +356,9 @@ class Engine:
         return out
 
     def _admit(self, admitted: list[tuple[int, Generation]]) -> None:
-        """Prefills `admitted` in chunks whose sizes are power-of-two buckets (largest first, prompts of
-        similar length together), so no prefill row is padding: on a CPU a padding row costs
-        as much as a real one. Only a remainder below the smallest bucket is padded."""
+        """Prefills `admitted` in chunks whose sizes are power-of-two buckets (largest first,
+        prompts of similar length together), so no prefill row is padding: on a CPU a padding
+        row costs as much as a real one. Only a remainder below the smallest bucket is padded."""
         now = time.monotonic()
         live_after = len(self._live) + len(admitted)
         todo = sorted(admitted, key=lambda x: len(x[1].prompt), reverse=True)
