@@ -134,9 +134,10 @@ def test_a_short_request_does_not_wait_for_a_long_one(engine):
 
 def test_abandoned_requests_leave_the_queue_and_free_their_rows(model, engine):
     """Four rows, all decoding long answers; the engine is held after its first segment while
-    a queued request and a decoding one are abandoned and a short one arrives. The short one
-    takes the freed row at the next segment and finishes before the long ones; the abandoned
-    ones never get a result."""
+    a queued request and two decoding ones are abandoned (one through `cancel`, one by its
+    waiter cancelling the future) and a short one arrives. The short one takes a freed row at
+    the next segment and finishes before the long ones; the abandoned ones never get a
+    result and each is counted once."""
     long_prompt = next(
         p for p in prompts(20, 5)
         if len(engine.submit(Generation(p, MAX_NEW)).result(60).token_ids) == MAX_NEW
@@ -163,19 +164,21 @@ def test_abandoned_requests_leave_the_queue_and_free_their_rows(model, engine):
         assert e.queue_depth == 2
         assert e.cancel(queued) == "queued" and e.queue_depth == 1
         assert e.cancel(longs[1]) == "decoding"
+        assert longs[3].future.cancel()  # its waiter gave up without telling the engine
         order = []
-        for name, g in [("short", short), *((f"long{i}", longs[i]) for i in (0, 2, 3))]:
+        for name, g in [("short", short), *((f"long{i}", longs[i]) for i in (0, 2))]:
             g.future.add_done_callback(lambda f, name=name: order.append(name))
         release.set()
         assert len(short.future.result(60).token_ids) == 2
-        done = [longs[i].future.result(60) for i in (0, 2, 3)]
+        done = [longs[i].future.result(60) for i in (0, 2)]
     finally:
         release.set()
         e.stop()
     assert order[0] == "short"  # it did not wait for a long row to finish
     assert all(len(c.token_ids) == MAX_NEW for c in done)  # the others were served in full
     assert queued.future.cancelled() and longs[1].future.cancelled()
-    assert e.abandoned == {"queued": 1, "decoding": 1}
+    assert e.cancel(longs[3]) == "decoding"  # already dropped: not counted twice
+    assert e.abandoned == {"queued": 1, "decoding": 2}
     assert e.cancel(longs[0]) == ""  # finished: nothing to stop
 
 

@@ -16,10 +16,10 @@ two); a row refilled now joins this segment instead of the next one.
 
 Compiled shapes: prefill [A, P] for A in the power-of-two `row_buckets` and P in
 `prompt_buckets`, and decode for each width in `row_buckets`: all compiled by `warmup`, so
-nothing compiles while serving.
-On a CPU a decode step costs about the same per row whether the row is live or padding, so the
-width follows the number of live rows and fine row buckets pay (the `:demo` config's). The
-cache is a ring (`kernels`): the write pointer wraps, nothing is ever copied to make room.
+nothing compiles while serving. On a CPU a decode step costs about the same per row whether
+the row is live or padding, so the width follows the number of live rows and fine row buckets
+pay (the `:demo` config's). The cache is a ring (`kernels`): the write pointer wraps, nothing
+is ever copied to make room.
 
 Abandoned requests (`cancel`, or a future cancelled by its waiter): a queued one leaves the
 queue at once; a decoding one frees its row at the end of the segment in flight (a segment is
@@ -125,10 +125,10 @@ class Generation:
     stop: tuple[str, ...] = ()
     future: concurrent.futures.Future = dataclasses.field(default_factory=concurrent.futures.Future)
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
-    # Set by the engine under its lock: "" (not submitted), "queued", "decoding", "done"; and
-    # `abandoned` by `Engine.cancel` (its row is freed at the next segment boundary).
+    # Set by the engine under its lock: `stage` "" (not submitted), "queued", "decoding",
+    # "done"; `abandoned` the stage it was abandoned in ("" = not abandoned).
     stage: str = ""
-    abandoned: bool = False
+    abandoned: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,14 +238,15 @@ class Engine:
         and never gets a result. Returns the stage it was abandoned in ("queued" or "decoding"),
         or "" when it had already finished (nothing to stop)."""
         with self._cv:
+            if request.abandoned:  # already seen (its waiter cancelled the future first)
+                return request.abandoned
             stage = request.stage
             if stage == "queued":
                 self._queue.remove(request)
                 request.stage = "done"
-            elif stage == "decoding":
-                request.abandoned = True
-            else:
+            elif stage != "decoding":
                 return ""
+            request.abandoned = stage
             self.abandoned[stage] += 1
         request.future.cancel()
         return stage
@@ -339,12 +340,15 @@ class Engine:
                   or row.request.future.cancelled()]:  # fmt: skip
             g = self._live.pop(r).request
             if not g.abandoned:
+                g.abandoned = "decoding"
                 self.abandoned["decoding"] += 1
             g.stage = "done"
         if any(g.future.cancelled() for g in self._queue):
-            kept = [g for g in self._queue if not g.future.cancelled()]
-            self.abandoned["queued"] += len(self._queue) - len(kept)
-            self._queue = collections.deque(kept)
+            for g in self._queue:
+                if g.future.cancelled():
+                    g.abandoned, g.stage = "queued", "done"
+                    self.abandoned["queued"] += 1
+            self._queue = collections.deque(g for g in self._queue if not g.abandoned)
 
     def _take_admissions(self) -> list[tuple[int, Generation]]:
         free = [r for r in range(self.config.rows) if r not in self._live]
