@@ -27,7 +27,7 @@ The task's own "calibration" split is the validation split: nothing in this file
 looking at test questions of this version of the demo (see each setting's comment).
 
 Stage 1 (the SFT warm-up) is bundled as corea_jax/assets/demo_warmup because it takes
-longer than the rest of the demo on a 2-core CPU (about 20 min: 1000 steps of 1.1 s); it is
+longer than the rest of the demo on a 2-core CPU (20-40 min: 1000 steps of 1.1-2.4 s); it is
 used only while the warmup_* settings below are unchanged, and the commands in get_config
 regenerate it from scratch.
 """

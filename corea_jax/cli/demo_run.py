@@ -2,18 +2,25 @@
 
 Stages (each is skipped when its output exists, so re-running with the same workdir resumes):
   1. warm-up: a tiny Qwen2-architecture model built from scratch (its own BPE tokenizer and
-     ChatML template) is trained with SFT on reference traces of the synthetic task. Every
-     trace states the same high confidence (`train.sft_confidence`, 0.9 by default), so the
-     warm model is over-confident, as real instruction-tuned SLMs are.
-  2. policies: RLVR, Brier and COREA (L1) are trained with the real GRPO trainer from that same
-     warm start, with the same seeds and budgets; only the reward preset differs.
-  3. cascade: each policy answers the synthetic calibration+test questions, a SIMULATED LLM
+     ChatML template) is trained with SFT on reference traces of the synthetic task. Half the
+     traces state a high confidence (`train.sft_confidence`, 0.9), the others a two-decimal
+     value drawn by the question's hash (`synthetic.warmup_confidence`): the warm model is
+     over-confident, as instruction-tuned SLMs are, and its stated values are varied but say
+     nothing about correctness. Bundled (corea_jax/assets/demo_warmup) while its settings hold.
+  2. policies: every reward preset of `policies` x every seed of `seeds`, trained with the real
+     GRPO trainer from that same warm start with the same budget; within a seed only the reward
+     differs (same data order and rollout draws). `learning_rates` holds each reward's rate as
+     chosen on the validation split by `:tune` (`demo_tune`).
+  3. cascades: `corea_jax.cascade.compare` runs every SLM (the warm start too) once with the
+     signals its systems need (verbalized, AvgProb, probe, router) against a SIMULATED LLM
      (in-process, behind the same `LLMClient` as a real endpoint; it knows the gold answers and
-     is right at a documented accuracy per difficulty level, see `configs/demo.py`) answers them
-     too, and the real cascade evaluation runs (threshold sweep, tau rules, baselines, costs,
-     plots).
-  4. report: `report.md` with the headline table (test split), links to each policy's cascade
-     report and plots; the table is printed at the end.
+     is right with a known probability that falls with the question's digit work), which
+     answers every question once for all of them.
+  4. greedy decoding of every SLM on the test questions (the second column).
+  5. report: `report.md`: the headline over seeds with question x seed bootstrap intervals
+     (`demo_experiment`), the claims (`demo_claims`), the seed table, per-level calibration,
+     what the fitted baselines cost, expected vs sampled accuracy, plots (`demo_plots`);
+     `experiment.json` holds every figure. The headline is printed at the end.
 Pointing `--config.cascade.llm.simulated=false` and `--config.cascade.llm.base_url=...` at a
 real endpoint replaces the simulated LLM with no code change.
 """
@@ -76,6 +83,9 @@ def warmup_settings(config) -> dict:
                 "seed": t.train.seed,
                 "sft_confidence": t.train.sft_confidence,
                 "random_confidence": config.warmup_random_confidence,
+                # the rule behind that share (synthetic.warmup_confidence): a new rule with the
+                # same share must not reuse a bundle made with the old one
+                "confidence_rule": "uniform-2dp",
                 "steps": config.warmup_steps,
                 "batch": config.warmup_batch,
                 "learning_rate": config.warmup_learning_rate,
