@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import jax
-from tqdm import tqdm
 
 # Dense bf16 matmul peaks per chip in FLOP/s (vendor figures). MFU is reported only where the
 # device kind is listed; a CPU has no reliable figure.
@@ -76,30 +74,6 @@ class MetricsWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-class StepLogger:
-    """Writes every `log_every`-th step's metrics (`MetricsWriter`) and drives a progress bar
-    (stderr, updated at most every 5 s; off when stderr is not a terminal)."""
-
-    BAR_KEYS = ("loss", "reward", "accuracy")
-
-    def __init__(self, writer: MetricsWriter, *, total: int, initial: int, desc: str,
-                 log_every: int = 1):  # fmt: skip
-        self.writer, self.log_every = writer, log_every
-        self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, disable=None,
-                        mininterval=5)  # fmt: skip
-
-    def __call__(self, step: int, metrics: dict) -> None:
-        """Step `step` (1-based: updates done) finished with `metrics`."""
-        if step % self.log_every == 0:
-            self.writer.write(step, metrics)
-        self.bar.update(1)
-        self.bar.set_postfix({k: round(metrics[k], 3) for k in self.BAR_KEYS if k in metrics})
-
-    def close(self) -> None:
-        self.bar.close()
-        self.writer.close()
 
 
 def _json_safe(value):
