@@ -12,7 +12,7 @@
   checkpoint.py       orbax save / restore with the run's metadata (data iterator state, seeds)
   evaluation.py       the held-out greedy evaluation
   task.py             the config's data section -> a Task (synthetic, files or TFDS)
-  metric_writers.py   metrics.jsonl, TensorBoard, the progress bar, MFU
+  metric_writers.py   metrics.jsonl, TensorBoard, MFU (the progress line: corea_jax.progress)
   train.py            run(config, workdir) and train_loop: the loop itself
 
 Axis letters: B prompts (questions) in a batch, G samples per prompt, R = B * G rows (one
