@@ -8,11 +8,16 @@ The packages, from the core outwards:
   scoring/   completion text -> answer, confidence, grade (`score_texts`), metrics, bootstrap
   rl/        rewards, advantages, the GRPO loss, the jitted update and the training loop
   data/      benchmark readers, leak-free splits, prompts, the synthetic task, grain / TFDS
-  cascade/   the SLM -> LLM cascade: LLM client, cost, tau sweep and rules, reports
+  probes/    linear probes of the SLM's hidden states (the probe and router signals)
+  cascade/   the SLM -> LLM cascade: LLM client, cost, signals, tau sweep and rules, reports,
+             `corea-jax compare` (the paper's table)
   serving/   `corea-jax serve`: the cascade as an OpenAI-compatible endpoint
   parallel/  meshes and shardings, multi-host start-up, the ahead-of-time fit check
   testing/   the clearly labelled SIMULATED LLM (in-process backend and loopback server)
   cli/       the console script, config loading, one module per command, the demo driver
+
+and modules `progress` (the progress line of long stages), `errors`, `atomic_files`,
+`sections`.
 
 Axis letters (B prompts, G samples per prompt, R = B x G rows, T, S, P, C, D, F, N, K, Q, H, V,
 L) are defined once, in the docstring of `corea_jax.models.transformer`.
