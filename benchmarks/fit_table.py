@@ -38,9 +38,14 @@ GENERATIONS = {"v4": "TPU v4", "v5e": "TPU v5e", "v5p": "TPU v5p", "v6e": "TPU v
 GIB = 2**30
 
 
+# What the compiled programs are made of: "+dirty" marks uncommitted edits there only (edits
+# elsewhere in corea_jax, e.g. the cascade or the server, do not change what is compiled).
+PROGRAM_SOURCES = ["corea_jax/models", "corea_jax/parallel", "corea_jax/rl", "corea_jax/sampling"]
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "corea_jax"]).returncode
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", *PROGRAM_SOURCES]).returncode
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
