@@ -61,7 +61,10 @@ def get_config(arg=None):
     # The GRPO learning rate per reward, chosen on the validation split by `:tune` (one
     # procedure for every reward: the best mean validation reward under the policy's own
     # preset; corea_jax/cli/demo_tune.py). A reward missing here uses rl.optim.learning_rate.
-    c.learning_rates = {}
+    # Chosen by `:tune` (workdirs/tune: 3 rates x 3 rewards, 150 steps, seed 0, 300 validation
+    # questions; benchmarks/results/demo/tune.md): 2e-5 had the best validation reward for
+    # every reward preset (rates 2e-5, 5e-5, 1e-4).
+    c.learning_rates = {"rlvr": 2e-5, "brier": 2e-5, "corea": 2e-5}
     c.tune = {"learning_rates": (2e-5, 5e-5, 1e-4), "questions": 300, "seed": 0}
     # Stage 1, SFT warm-up. These settings made the bundled warm start
     # (corea_jax/assets/demo_warmup, used while they are unchanged); regenerate it with
