@@ -22,6 +22,7 @@ aggregates over seeds:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -76,11 +77,26 @@ def compare_systems(specs: list[dict]) -> tuple[tuple[str, str, str], ...]:
 
 def _rows(compare_dir: Path, slm: str) -> list[dict]:
     path = compare_dir / "slms" / slm / "questions.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    return _read_json(path, lines=True)
 
 
 def _summary(compare_dir: Path, slm: str) -> dict:
-    return json.loads((compare_dir / "slms" / slm / "summary.json").read_text())
+    return _read_json(compare_dir / "slms" / slm / "summary.json", lines=False)
+
+
+def _read_json(path: Path, lines: bool):
+    """A JSON (or JSON-lines) file, parsed once per version of it: every table, claim and plot
+    reads the same few files, each several MB; a rewritten file (new size or mtime) is read
+    again. Callers must not modify what it returns."""
+    stat = path.stat()
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size, lines)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int, size: int, lines: bool):
+    del mtime_ns, size  # part of the cache key only
+    text = Path(path).read_text()
+    return [json.loads(x) for x in text.splitlines()] if lines else json.loads(text)
 
 
 def seed_arrays(compare_dir: Path, spec: dict, group: str, rule: str) -> dict:
