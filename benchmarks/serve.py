@@ -10,7 +10,8 @@ tau, continuous batching, and the SIMULATED LLM in-process for deferred question
 at once, so the figures are the SLM's and the server's, not an LLM's latency). The clients are
 threads of this process, each with its own keep-alive HTTP connection (`--client openai`:
 the stock `openai` client, whose own CPU cost competes with the server's here), asking the
-demo's test questions in turn (greedy, so every answer is reproducible); each level starts
+demo's test questions in turn (at the server's default temperature, the one the demo chose tau at,
+with the request's index as its seed, so every answer is reproducible); each level starts
 after the previous one has finished. "lost" counts requests that got no
 completion (an error status or an exception). The mean batch is the average number of live
 rows per decode segment, from the server's own `/metrics` histogram, per level.
@@ -112,7 +113,8 @@ class OpenAIClient:
 CLIENTS = {"http": HTTPClient, "openai": OpenAIClient}
 
 
-def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind: str) -> dict:
+def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind: str,
+              temperature: float | None = None) -> dict:  # fmt: skip
     before = batch_histogram(get(f"{base}/metrics"))
     todo = list(range(n))
 
@@ -122,10 +124,13 @@ def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind:
         for i in todo[w::clients]:
             q = questions[i % len(questions)]
             t0 = time.perf_counter()
+            # The request's own seed: its answer is the same in every round and level.
+            sampling = {"seed": i} if temperature is None else {"temperature": temperature,
+                                                                "seed": i}  # fmt: skip
             try:
                 r = client.create(
                     model="corea-cascade", messages=[{"role": "user", "content": q.question}],
-                    max_tokens=max_tokens, temperature=0.0,
+                    max_tokens=max_tokens, **sampling,
                 )  # fmt: skip
                 meta = r["corea"]
                 answer = parse_completion(r["choices"][0]["message"]["content"] or "").answer
@@ -172,13 +177,20 @@ def main() -> int:
     )
     p.add_argument("--max-tokens", type=int, default=80)
     p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature of every request (default: the server's, which for :demo is "
+        "the temperature its tau was chosen at; 0 = greedy)",
+    )
+    p.add_argument(
         "--client",
         choices=sorted(CLIENTS),
         default="http",
         help="http: keep-alive http.client (default); openai: the openai SDK",
     )
     args = p.parse_args()
-    if not (Path(args.workdir) / "policies" / "corea" / "export").is_dir():
+    if not (Path(args.workdir) / "policies" / "corea-s0" / "export").is_dir():
         raise SystemExit(f"{args.workdir}: no demo policy; run: corea-jax demo --workdir "
                          f"{args.workdir}")  # fmt: skip
     questions = synthetic.make_split(synthetic.SyntheticTask(), "test", 400)
@@ -187,12 +199,12 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     rounds = []
     try:
-        run_level(base, questions, 4, 8, args.max_tokens, args.client)  # a warm server
+        run_level(base, questions, 4, 8, args.max_tokens, args.client, args.temperature)  # warm
         for k in range(args.rounds):
             rounds.append([])
             for c in args.clients:
                 n = max(args.min_requests, c * args.requests_per_client)
-                r = run_level(base, questions, c, n, args.max_tokens, args.client)
+                r = run_level(base, questions, c, n, args.max_tokens, args.client, args.temperature)
                 rounds[-1].append(r)
                 print(f"round {k + 1}, {c:>2} clients: {r['completions_per_s']:6.1f} "
                       f"completions/s, p50 {r['p50_s'] * 1e3:5.0f} ms, p99 "

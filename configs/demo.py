@@ -38,15 +38,6 @@ from .common import base_config
 from .eval_common import eval_config
 
 
-def simulated_accuracy_by_level(max_steps=3, max_digits=3):
-    """A coin per level (configs/serve.py:demo's simulated upstream; the demo uses digit work)."""
-    return {
-        f"{s},{d}": round(0.97 - 0.05 * (s - 1) - 0.07 * (d - 1), 4)
-        for s in range(1, max_steps + 1)
-        for d in range(1, max_digits + 1)
-    }
-
-
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.policies = ("rlvr", "brier", "corea")

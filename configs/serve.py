@@ -16,10 +16,11 @@ Each section is built from its settings dataclass (corea_jax/serving/settings.py
 `TauSource`, `server` = `ServerConfig`, `demo` = `DemoUpstream`), where each default and its
 [open] reason live; this file changes only what differs.
 
-`:demo` serves the demo's COREA policy (`DIR/policies/corea/export`, default DIR
-workdirs/demo) with tau from `DIR/cascade/corea/summary.json`, and a clearly labelled SIMULATED
-LLM upstream in-process that knows the synthetic task's answers (calibration and test splits),
-right at the demo's rate per difficulty level (configs/demo.py).
+`:demo` serves the demo's COREA policy of its first seed (`DIR/policies/corea-s0/export`,
+default DIR workdirs/demo; `:demo,DIR,SEED` another seed) with the tau its compare stage chose
+(`DIR/compare/slms/corea-s0/summary.json`), and a clearly labelled SIMULATED LLM upstream
+in-process that knows the synthetic task's answers (calibration and test splits), right as
+often as the demo's simulated LLM (configs/demo.py: by the question's digit work).
 """
 
 import dataclasses
@@ -35,7 +36,7 @@ from corea_jax.serving.settings import (
     TauSource,
 )
 
-from .demo import simulated_accuracy_by_level
+from .demo import get_config as demo_config
 
 DEMO_WORKDIR = "workdirs/demo"
 
@@ -55,13 +56,15 @@ def get_config(arg=None):
     c.demo = _section(DemoUpstream())
     c.prices = ()
 
-    name, _, workdir = (arg or "").partition(",")
+    name, _, rest = (arg or "").partition(",")
     if name == "demo":
+        workdir, _, seed = rest.partition(",")
         workdir = workdir or DEMO_WORKDIR
-        c.slm.path = f"{workdir}/policies/corea/export"
+        slm = f"corea-s{int(seed or 0)}"  # corea_jax.cli.demo_experiment.slm_name
+        c.slm.path = f"{workdir}/policies/{slm}/export"
         c.slm.missing_hint = f"corea-jax demo --workdir {workdir}"
         c.slm.system = ""  # the demo's SLM was trained on the bare question (SYNTHETIC_PROMPTS)
-        c.tau.summary = f"{workdir}/cascade/corea/summary.json"
+        c.tau.summary = f"{workdir}/compare/slms/{slm}/summary.json"
         c.tau.rule = "llm_pass"
         # The demo's answers are 20-74 tokens (its budget: 80, configs/demo.py) after a prompt
         # of 33-47: a prompt bucket of 48 (a padded prompt token costs a real one's prefill on
@@ -77,9 +80,17 @@ def get_config(arg=None):
         c.server.default_max_tokens = 80
         c.llm.simulated = True
         c.llm.system = ""
-        c.llm.simulated_accuracy_by_level = simulated_accuracy_by_level()
+        experiment = demo_config()
+        # tau was chosen on answers sampled at the demo's evaluation temperature (its
+        # rollout temperature, matched decoding): a request that names none is served so.
+        c.server.default_temperature = experiment.cascade.slm.temperature
+        demo_llm = experiment.cascade.llm
+        c.llm.simulated_difficulty_decay = demo_llm.simulated_difficulty_decay
+        c.llm.simulated_difficulty_ceiling = demo_llm.simulated_difficulty_ceiling
         c.demo.enabled = True
         c.demo.size = 400
     elif name:
-        raise ValueError(f"configs/serve.py: unknown argument {arg!r} (use :demo or :demo,DIR)")
+        raise ValueError(
+            f"configs/serve.py: unknown argument {arg!r} (use :demo, :demo,DIR or :demo,DIR,SEED)"
+        )
     return c

@@ -4,6 +4,7 @@ Latencies are a few milliseconds and timeouts half a second, so the whole file r
 nothing here asserts on timing.
 """
 
+import concurrent.futures
 import dataclasses
 import email.utils
 import json
@@ -13,12 +14,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import openai
 import pytest
 
 from corea_jax.cascade import (
+    CallCancelled,
     ChatReply,
     ClientConfig,
     LLMClient,
@@ -357,3 +360,37 @@ def test_run_killed_midway_resumes_without_repeating_answered_questions(tmp_path
     twice = sum(max(0, count - 1) for count in after["answered"].values())
     assert twice <= 4
     assert set(after["answered"]) == {question(i) for i in range(n)}
+
+
+class RateLimited:
+    """A backend whose every call is a 429 asking for a 30 s wait."""
+
+    identity, model = "rate-limited", "m"
+
+    def __init__(self):
+        self.calls = 0
+
+    def chat(self, messages, params):
+        self.calls += 1
+        raise TransientError("rate_limit", "HTTP 429", retry_after=30.0)
+
+    def close(self):
+        pass
+
+
+def test_the_cancel_hook_ends_a_backoff_and_starts_no_further_attempt():
+    """The caller's `cancel` event (what `corea-jax serve` sets when a request is abandoned)
+    ends the 30 s backoff after the first 429 at once: one call made, `CallCancelled` raised."""
+    backend, cancel = RateLimited(), threading.Event()
+    client = LLMClient(None, backend=backend)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client.complete, make_requests(1), None, cancel)
+        deadline = time.monotonic() + 10
+        while backend.calls == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        cancel.set()
+        with pytest.raises(CallCancelled):
+            future.result(timeout=5)
+    assert time.monotonic() - start < 2.0  # not the 30 s the server asked for
+    assert backend.calls == 1

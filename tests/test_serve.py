@@ -9,6 +9,7 @@ tests/test_serve_engine.py and the command end to end in tests/test_serve_cli.py
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import json
@@ -23,7 +24,7 @@ import openai
 import pytest
 from tiny_models import make_tokenizer
 
-from corea_jax.cascade import LLMConfig
+from corea_jax.cascade import LLMConfig, TransientError
 from corea_jax.models import load_tokenizer
 from corea_jax.serving import (
     BackgroundServer,
@@ -36,6 +37,7 @@ from corea_jax.serving import (
 )
 from corea_jax.serving.engine import Completion, QueueFull
 from corea_jax.serving.settings import ServerConfig, SLMServeConfig, TauSource
+from corea_jax.serving.upstream import UpstreamError
 from corea_jax.testing.llm_server import FaultSpec, SimulatedLLMServer
 from corea_jax.testing.simulated_llm import SimulatedChatBackend
 
@@ -489,3 +491,32 @@ def test_health_is_503_until_the_engine_is_warm(tokenizer, serve):
     finally:
         warm.set()
         s.server.stop()
+
+
+def test_a_request_past_its_upstream_deadline_stops_the_retries_behind_it():
+    """The upstream answers every call with a 429 asking for 30 s. Past the 0.3 s deadline the
+    request gets its error, and the client's abort hook ends the backoff: one call made, and the
+    only worker thread is free at once (not after 30 s)."""
+
+    class RateLimited:
+        identity, model, calls = "rate-limited", "m", 0
+
+        def chat(self, messages, params):
+            RateLimited.calls += 1
+            raise TransientError("rate_limit", "HTTP 429", retry_after=30.0)
+
+        def close(self):
+            pass
+
+    async def ask_once():
+        upstream = Upstream(LLMConfig(simulated=True), timeout_s=0.3, concurrency=1,
+                            backend=RateLimited())  # fmt: skip
+        with pytest.raises(UpstreamError, match="within 0.3 s"):
+            await upstream.answer([{"role": "user", "content": "q"}])
+        return upstream
+
+    upstream = asyncio.run(ask_once())
+    start = time.monotonic()
+    assert upstream._pool.submit(lambda: "free").result(timeout=5) == "free"
+    assert time.monotonic() - start < 2.0 and RateLimited.calls == 1
+    upstream.close()

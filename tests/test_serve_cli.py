@@ -23,6 +23,7 @@ from corea_jax.cli import main
 from corea_jax.cli.config import load_config
 from corea_jax.errors import CoreaError
 from corea_jax.serving import ServeConfig, build_service, read_tau
+from corea_jax.serving.protocol import parse_chat_request
 from corea_jax.testing.llm_server import SimulatedLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +41,20 @@ def test_config_sections_are_typed_and_checked():
     config = ServeConfig.from_config(load_config(CONFIG, ["--config.engine.row_buckets=(4,)"]))
     assert config.engine.row_buckets == (4,) and config.server.upstream_failure == "fallback"
     demo = ServeConfig.from_config(load_config(f"{CONFIG}:demo,/some/dir"))
-    assert demo.slm.path == "/some/dir/policies/corea/export" and demo.llm.simulated
-    assert demo.tau.summary == "/some/dir/cascade/corea/summary.json"
+    # The layout `corea-jax demo` writes (corea_jax/cli/demo_run.py), its first seed by default
+    assert demo.slm.path == "/some/dir/policies/corea-s0/export" and demo.llm.simulated
+    assert demo.tau.summary == "/some/dir/compare/slms/corea-s0/summary.json"
+    assert demo.llm.simulated_difficulty_decay == 0.025
+    # tau was chosen on answers sampled at the demo's temperature: served at it by default
+    limits = demo.server.limits(80)
+    unnamed = parse_chat_request(b'{"messages": [{"role": "user", "content": "q"}]}', limits)
+    named = parse_chat_request(b'{"messages": [{"role": "user", "content": "q"}], '
+                               b'"temperature": 0}', limits)  # fmt: skip
+    assert (unnamed.temperature, named.temperature) == (1.0, 0.0)
+    with pytest.raises(CoreaError, match="server.default_temperature"):
+        ServeConfig.from_config(load_config(CONFIG, ["--config.server.default_temperature=3.0"]))
+    seed2 = ServeConfig.from_config(load_config(f"{CONFIG}:demo,/some/dir,2"))
+    assert seed2.slm.path == "/some/dir/policies/corea-s2/export"
     with pytest.raises(CoreaError, match="server.upstream_failure"):
         ServeConfig.from_config(load_config(CONFIG, ["--config.server.upstream_failure=retry"]))
 

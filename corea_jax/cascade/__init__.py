@@ -35,7 +35,7 @@ from corea_jax.cascade.backend import (
     TransientError,
 )
 from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache
-from corea_jax.cascade.client import LLMClient, LLMRequest, LLMResponse
+from corea_jax.cascade.client import CallCancelled, LLMClient, LLMRequest, LLMResponse
 from corea_jax.cascade.cost import DEFAULT_PRICES, Price, PriceTable
 from corea_jax.cascade.endpoint import ClientConfig, LLMEndpoint, RetryPolicy, SamplingParams
 from corea_jax.cascade.pipeline import evaluate, run
@@ -55,6 +55,7 @@ from corea_jax.cascade.sweep import (
 )
 
 __all__ = [
+    "CallCancelled",
     "DEFAULT_PRICES",
     "CacheCorruptedError",
     "CascadeConfig",

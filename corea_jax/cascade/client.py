@@ -140,6 +140,39 @@ class _Abort(Exception):
     pass
 
 
+class CallCancelled(Exception):
+    """`LLMClient.complete` was cancelled by its caller's event before every answer came."""
+
+
+class _Stop:
+    """The client's own stop flag (a failure, an interruption, the batch done) joined with the
+    caller's `cancel` event: set when either is; `wait` (a backoff) ends as soon as either is
+    (the caller's event is polled every `poll_s`: threading.Event has no callbacks)."""
+
+    def __init__(self, cancel: threading.Event | None, poll_s: float = 0.02):
+        self._own, self._cancel, self._poll_s = threading.Event(), cancel, poll_s
+
+    def set(self) -> None:
+        self._own.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel is not None and self._cancel.is_set()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or self.cancelled()
+
+    def wait(self, timeout: float) -> bool:
+        if self._cancel is None:
+            return self._own.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._own.wait(min(left, self._poll_s))
+        return True
+
+
 class LLMClient:
     """Answers batches of questions through a backend, with cache, concurrency and retries.
 
@@ -210,9 +243,16 @@ class LLMClient:
         self,
         requests: Sequence[LLMRequest],
         progress: Callable[[LLMResponse], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[LLMResponse]:
         """One `LLMResponse` per request, in order. `progress` is called (on this thread) once
-        per distinct request as it is answered, from the cache or the network."""
+        per distinct request as it is answered, from the cache or the network.
+
+        `cancel`: the caller's abort hook (`corea-jax serve` sets it when the request's client
+        goes away or its deadline passes). Once set, no new attempt starts and a backoff wait
+        ends at once; `CallCancelled` is raised. A call already on the wire is not cut (the
+        `openai` SDK's synchronous transport cannot be interrupted from another thread): it
+        ends by its own timeout and its answer, if any, is still cached."""
         keys = [self.key(r) for r in requests]
         unique = dict(zip(keys, requests, strict=True))
         answers: dict[str, LLMResponse] = {}
@@ -224,15 +264,17 @@ class LLMClient:
                     progress(answers[key])
         todo = [k for k in unique if k not in answers]
         if todo:
-            answers.update(self._call_all({k: unique[k] for k in todo}, progress))
+            answers.update(self._call_all({k: unique[k] for k in todo}, progress, cancel))
         out = []
         for key, request in zip(keys, requests, strict=True):
             answer = answers[key]
             out.append(answer if answer.qid == request.qid else _renamed(answer, request.qid))
         return out
 
-    def _call_all(self, todo: dict[str, LLMRequest], progress) -> dict[str, LLMResponse]:
-        abort = threading.Event()
+    def _call_all(
+        self, todo: dict[str, LLMRequest], progress, cancel: threading.Event | None = None
+    ) -> dict[str, LLMResponse]:
+        abort = _Stop(cancel)
         failure: list[str] = []
         answers = {}
         pool = concurrent.futures.ThreadPoolExecutor(
@@ -258,7 +300,9 @@ class LLMClient:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         abort.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not abort.cancelled(), cancel_futures=True)
+        if abort.cancelled() and len(answers) < len(todo):
+            raise CallCancelled(f"cancelled with {len(todo) - len(answers)} questions unanswered")
         if failure:
             where = f"LLM endpoint {redact_url(self.source)} (model {self.model})"
             cached = (
@@ -269,9 +313,7 @@ class LLMClient:
             raise CoreaError(f"{where}: {failure[0]}{cached}")
         return answers
 
-    def _call_one(
-        self, key, request: LLMRequest, abort: threading.Event, failure: list
-    ) -> LLMResponse:
+    def _call_one(self, key, request: LLMRequest, abort: _Stop, failure: list) -> LLMResponse:
         retry = self.options.retry
         params = self.params.as_dict()
         start = time.monotonic()
@@ -337,7 +379,7 @@ class LLMClient:
             reason,
         )
 
-    def _fail(self, failure: list, abort: threading.Event, message: str) -> None:
+    def _fail(self, failure: list, abort: _Stop, message: str) -> None:
         with self._lock:
             if not failure:
                 failure.append(message)

@@ -21,7 +21,8 @@ from corea_jax.serving.upstream import Upstream
 
 def demo_backend(llm, demo: DemoUpstream):
     """The SIMULATED LLM of the demo: it knows the synthetic task's answers (module
-    `corea_jax.testing.simulated_llm`), right at the demo's rate per difficulty level."""
+    `corea_jax.testing.simulated_llm`), right as often as `LLMConfig.simulated_accuracy_of`
+    says (configs/serve.py:demo: as the demo's, by the question's digit work)."""
     from corea_jax.data import synthetic
     from corea_jax.testing.simulated_llm import (
         SimulatedChatBackend,
@@ -34,12 +35,11 @@ def demo_backend(llm, demo: DemoUpstream):
     answers = {}
     for split in demo.splits:
         for r in synthetic.make_split(task, split, demo.size):
-            level = f"{r.metadata.get('steps')},{r.metadata.get('digits')}"
-            extra = (by_level[level],) if level in by_level else ()
             text = synthetic.SYNTHETIC_PROMPTS.user_text(r)
-            answers[text] = (r.answer, r.kind, len(r.choices), *extra)
+            answers[text] = (r.answer, r.kind, len(r.choices), llm.simulated_accuracy_of(r))
     policy = gold_answer_policy(answers, llm.simulated_accuracy, llm.simulated_seed)
-    identity = simulated_identity(llm.simulated_accuracy, llm.simulated_seed, by_level)
+    difficulty = (llm.simulated_difficulty_decay, llm.simulated_difficulty_ceiling)
+    identity = simulated_identity(llm.simulated_accuracy, llm.simulated_seed, by_level, difficulty)
     return SimulatedChatBackend(policy, llm.model, identity)
 
 

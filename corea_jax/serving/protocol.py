@@ -57,6 +57,7 @@ class Limits:
     max_tokens: int = 256
     default_max_tokens: int = 256
     max_temperature: float = 2.0
+    default_temperature: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +146,9 @@ def parse_chat_request(raw: bytes, limits: Limits) -> ChatRequest:
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise _bad("'model' must be a string", "model")
-    temperature = _number(body, "temperature", 0.0, limits.max_temperature, 0.0)
+    temperature = _number(
+        body, "temperature", 0.0, limits.max_temperature, limits.default_temperature
+    )
     top_p = _number(body, "top_p", 0.0, 1.0, 1.0, lo_open=True)
     name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     max_tokens = body.get(name)

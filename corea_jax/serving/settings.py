@@ -93,6 +93,10 @@ class ServerConfig:
     port: int = 8000
     default_max_tokens: int = 256  # when a request names none (the limit: engine.max_new_tokens)
     max_temperature: float = 2.0
+    # When a request names none. [open] 0 (greedy, reproducible answers); a tau chosen offline
+    # on sampled answers (`corea-jax cascade` with `slm.temperature` > 0) is matched by serving
+    # at that temperature (configs/serve.py:demo does).
+    default_temperature: float = 0.0
     upstream_failure: str = "fallback"  # "fallback" | "error" (502)
     upstream_timeout_s: float = 60.0  # the whole upstream answer, retries included
     upstream_concurrency: int = 64
@@ -105,6 +109,11 @@ class ServerConfig:
             raise CoreaError(
                 f"server.upstream_failure={self.upstream_failure!r}: use 'fallback' or 'error'"
             )
+        if not 0.0 <= self.default_temperature <= self.max_temperature:
+            raise CoreaError(
+                f"server.default_temperature={self.default_temperature}: must be in "
+                f"[0, server.max_temperature={self.max_temperature}]"
+            )
         if self.request_timeout_s < 0:
             raise CoreaError(f"server.request_timeout_s={self.request_timeout_s}: must be >= 0")
 
@@ -113,13 +122,15 @@ class ServerConfig:
             max_tokens=max_tokens,
             default_max_tokens=min(self.default_max_tokens, max_tokens),
             max_temperature=self.max_temperature,
+            default_temperature=min(self.default_temperature, self.max_temperature),
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoUpstream:
     """The :demo variant's SIMULATED LLM: gold answers for the synthetic task's questions of
-    these splits (others get a wrong answer), right at `LLMConfig.simulated_accuracy_by_level`."""
+    these splits (others get a wrong answer), right as often as
+    `LLMConfig.simulated_accuracy_of` says."""
 
     enabled: bool = False
     splits: tuple[str, ...] = ("calibration", "test")

@@ -6,10 +6,13 @@ included), so a request never hangs on the upstream: past the deadline the call 
 (its thread finishes or times out on its own) and the request gets the configured failure
 policy. Calls in flight are bounded by a semaphore.
 
-Abandoned calls (the request's task is cancelled: its client went away): a call still waiting
-for the semaphore or for a worker thread is never made; a call already running cannot be
-interrupted through `LLMClient` (no abort hook), so it runs to its own timeout on its thread
-and its answer is dropped. `on_abandon("waiting" | "in_flight")` counts them.
+Abandoned calls (the request's task is cancelled: its client went away, or the deadline
+passed): a call still waiting for the semaphore or for a worker thread is never made; a call
+already running gets the client's abort hook (`LLMClient.complete(cancel=...)`): no further
+attempt starts and a backoff wait (a 429's `Retry-After`, say) ends at once. The HTTP call on
+the wire at that moment is not cut (the SDK's synchronous transport cannot be interrupted from
+another thread): it ends by its own timeout and its answer is dropped.
+`on_abandon("waiting" | "in_flight")` counts them.
 
 The client is built without a response cache (a live server should not answer a question from
 an earlier run's file) and with a failure budget that never stops it: every failed question is
@@ -105,11 +108,11 @@ class Upstream:
 
     async def answer(self, messages) -> UpstreamAnswer:
         request = LLMRequest(f"serve-{next(self._ids)}", tuple(messages))
-        started = threading.Event()
+        started, cancel = threading.Event(), threading.Event()
 
         def call():
             started.set()
-            return self._client.complete([request])
+            return self._client.complete([request], cancel=cancel)
 
         try:
             async with self._semaphore:
@@ -119,10 +122,12 @@ class Upstream:
                 future = loop.run_in_executor(self._pool, call)
                 (response,) = await asyncio.wait_for(future, self.timeout_s)
         except asyncio.CancelledError:
+            cancel.set()
             if self.on_abandon is not None:
                 self.on_abandon("in_flight" if started.is_set() else "waiting")
             raise
         except TimeoutError:
+            cancel.set()  # past the deadline: no more retries for an answer nobody awaits
             raise UpstreamError(
                 "timeout", f"the upstream LLM did not answer within {self.timeout_s:g} s"
             ) from None
