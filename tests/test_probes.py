@@ -208,6 +208,20 @@ def test_cv_picks_strong_regularisation_for_few_examples_and_many_noise_dims():
     np.testing.assert_array_equal(probe.weight, again.weight)
 
 
+def test_cv_with_several_answers_per_question_folds_whole_questions():
+    """40 questions x 8 near-identical sampled answers, a label per question and no direction
+    that generalises: row folds let the fit memorise each question (weakest L2 wins); folds of
+    whole questions (`groups`) see that nothing generalises (strongest L2 wins)."""
+    rng = np.random.default_rng(0)
+    questions, samples, d = 40, 8, 60
+    x = np.repeat(rng.normal(size=(questions, d)), samples, axis=0)
+    x += 0.05 * rng.normal(size=x.shape)
+    y = np.repeat(rng.random(questions) < 0.5, samples)
+    groups = np.repeat(np.arange(questions), samples)
+    assert fit_probe(x, y, folds=5, seed=0).c >= 10.0
+    assert fit_probe(x, y, folds=5, seed=0, groups=groups).c <= 0.01
+
+
 def test_fit_edge_cases():
     x = np.random.default_rng(0).normal(size=(12, 3))
     with pytest.raises(CoreaError, match="all 12 labels are True"):

@@ -214,7 +214,7 @@ def _scores(signal, signals, workdir, identity, settings, feats, labels, calibra
     probe = _saved(path, signal, identity, settings, load_probe)
     try:
         if probe is None:
-            probe = fit_probe_cv(x_cal, y_cal, signals)
+            probe = fit_probe_cv(x_cal, y_cal, signals, groups)
             save_probe(path, probe, kind=signal, model_identity=identity, settings=settings)
             reused = False
         else:
@@ -269,12 +269,15 @@ def _check_classes(y: np.ndarray) -> int:
     return min(n_pos, n - n_pos)
 
 
-def fit_probe_cv(x: np.ndarray, y: np.ndarray, signals: SignalsConfig):
-    """The probe on all of `x` [N, D], `y` [N], its L2 strength chosen by CV over `c_grid`."""
+def fit_probe_cv(x: np.ndarray, y: np.ndarray, signals: SignalsConfig, groups=None):
+    """The probe on all of `x` [N, D], `y` [N], its L2 strength chosen by CV over `c_grid`
+    (folds by `groups` [N], the question ids, when a question has several rows)."""
     from corea_jax.probes import fit_probe
 
     _check_classes(y)
-    return fit_probe(x, y, c_grid=signals.c_grid, folds=signals.folds, seed=signals.seed)
+    return fit_probe(
+        x, y, c_grid=signals.c_grid, folds=signals.folds, seed=signals.seed, groups=groups
+    )
 
 
 def out_of_fold(
@@ -286,15 +289,10 @@ def out_of_fold(
     `groups` [N] (e.g. question ids when each question has several SLM samples): a group's
     examples share a fold, so no example is scored by a probe fitted on its own question."""
     from corea_jax.probes import fit_probe
-    from corea_jax.probes.logistic import stratified_folds
+    from corea_jax.probes.logistic import cv_folds
 
     folds = min(signals.folds, _check_classes(y))
-    if groups is None or len(set(groups)) == len(groups):
-        fold = stratified_folds(y, folds, signals.seed)
-    else:
-        names, index = np.unique(np.asarray(groups), return_inverse=True)
-        order = np.random.default_rng(signals.seed).permutation(names.size)
-        fold = (np.argsort(order) % folds)[index]
+    fold = cv_folds(y, folds, signals.seed, groups)
     oof = np.empty(y.shape[0], np.float64)
     for k in range(folds):
         held, rest = fold == k, y[fold != k]

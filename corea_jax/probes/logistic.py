@@ -106,6 +106,21 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def group_folds(groups, folds: int, seed: int) -> np.ndarray:
+    """groups [N] (question ids, say) -> fold index [N]: whole groups dealt to folds in a
+    seeded random order, so a group's rows never straddle a fold."""
+    names, index = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(names.size)
+    return (np.argsort(order) % folds)[index]
+
+
+def cv_folds(labels: np.ndarray, folds: int, seed: int, groups=None) -> np.ndarray:
+    """Stratified folds, or group folds when `groups` has a repeated name."""
+    if groups is None or len(set(groups)) == len(groups):
+        return stratified_folds(labels, folds, seed)
+    return group_folds(groups, folds, seed)
+
+
 def _minimise(fun, init, max_iter: int, tol: float):
     """L-BFGS on `fun(params)` from `init` until |grad| < tol or max_iter steps."""
     opt = optax.lbfgs()
@@ -197,10 +212,14 @@ def fit_probe(
     c_grid: Sequence[float] = DEFAULT_C_GRID,
     folds: int = 5,
     seed: int = 0,
+    groups=None,
 ) -> Probe:
     """features [N, D], labels [N] bool (True = correct) -> a `Probe`, C chosen by stratified
     `folds`-fold CV mean log-loss over `c_grid` (default 11 values, 1e-3 .. 1e2, half-decade
     steps), then refitted on all N rows.
+
+    `groups` [N] (question ids when each question has several sampled answers): a group's rows
+    share a fold (`group_folds`), so C is not chosen by scoring rows whose question the fit saw.
 
     With fewer than `folds` examples of a class, CV uses that many folds instead (at least 2);
     a class with fewer than 2 examples, or all labels equal, raises a CoreaError.
@@ -214,7 +233,7 @@ def fit_probe(
     xs = ((x - mean) / scale).astype(np.float32)
     yf = y.astype(np.float32)
 
-    fold = stratified_folds(y, k, seed)
+    fold = cv_folds(y, k, seed, groups)
     # Fit f < k trains on the rows outside fold f; fit k on all rows (the refit), restandardised
     # by nothing: xs already has mean 0 and std 1 there.
     train = np.stack([fold != f for f in range(k)] + [np.ones(n, bool)]).astype(np.float32)
