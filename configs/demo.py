@@ -56,7 +56,12 @@ def get_config(arg=None):
     # questions; benchmarks/results/demo/tune.md): 2e-5 had the best validation reward for
     # every reward preset (rates 2e-5, 5e-5, 1e-4).
     c.learning_rates = {"rlvr": 2e-5, "brier": 2e-5, "corea": 2e-5}
-    c.tune = {"learning_rates": (2e-5, 5e-5, 1e-4), "questions": 300, "seed": 0}
+    # The advantage std scaling per reward (PAPER.md: open, {group, batch, none}), chosen with
+    # the learning rate by the same `:tune` grid. A reward missing here uses
+    # rl.advantage.std_scaling.
+    c.std_scalings = {"rlvr": "group", "brier": "group", "corea": "group"}
+    c.tune = {"learning_rates": (2e-5, 5e-5, 1e-4), "std_scalings": ("group", "none"),
+              "questions": 300, "seed": 0}  # fmt: skip
     # Stage 1, SFT warm-up. These settings made the bundled warm start
     # (corea_jax/assets/demo_warmup, used while they are unchanged); regenerate it with
     #   corea-jax demo --workdir=workdirs/warmup --warmup-only --config.warmup_model=''

@@ -9,8 +9,9 @@ Stages (each is skipped when its output exists, so re-running with the same work
      nothing about correctness. Bundled (corea_jax/assets/demo_warmup) while its settings hold.
   2. policies: every reward preset of `policies` x every seed of `seeds`, trained with the real
      GRPO trainer from that same warm start with the same budget; within a seed only the reward
-     differs (same data order and rollout draws). `learning_rates` holds each reward's rate as
-     chosen on the validation split by `:tune` (`demo_tune`).
+     differs (same data order and rollout draws). `learning_rates` and `std_scalings` hold each
+     reward's learning rate and advantage std scaling as chosen on the validation split by
+     `:tune` (`demo_tune`).
   3. cascades: `corea_jax.cascade.compare` runs every SLM (the warm start too) once with the
      signals its systems need (verbalized, AvgProb, probe, router) against a SIMULATED LLM
      (in-process, behind the same `LLMClient` as a real endpoint; it knows the gold answers and
@@ -181,6 +182,7 @@ def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
         rl.reward.preset = preset
         rl.train.seed = seed
         rl.optim.learning_rate = config.learning_rates.get(preset, rl.optim.learning_rate)
+        rl.advantage.std_scaling = config.std_scalings.get(preset, rl.advantage.std_scaling)
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"2/5 GRPO policy {i}/{len(runs)}: {preset}, seed {seed}", done):
             _train(rl, run_dir)
@@ -367,8 +369,11 @@ def report_text(config, experiment: dict, plots: dict) -> str:
     rows, sim = experiment["rows"], config.cascade.llm.simulated
     first = next(r for r in rows if r["fitted"])
     rl, e = config.rl, config.cascade
-    lrs = ", ".join(f"{p} {config.learning_rates.get(p, rl.optim.learning_rate):g}"
-                    for p in config.policies)  # fmt: skip
+    lrs = ", ".join(
+        f"{p} {config.learning_rates.get(p, rl.optim.learning_rate):g} / "
+        f"{config.std_scalings.get(p, rl.advantage.std_scaling)}"
+        for p in config.policies
+    )
     llm_line = (
         f"{'Simulated LLM' if sim else 'LLM'} pass@1 on the test split: "
         f"{Interval(**first['llm_pass_interval']).format(scale=100, digits=1)}%"
@@ -380,8 +385,8 @@ def report_text(config, experiment: dict, plots: dict) -> str:
         "- SLMs: one over-confident SFT warm start (SLM-Verb is the warm start itself), then "
         f"{', '.join(config.policies)} policies trained from it with GRPO ({rl.train.steps} "
         f"steps x {rl.train.prompts_per_step} prompts x G={rl.rollout.group_size}; learning "
-        f"rate per reward {lrs}), seeds {seeds}: within a seed only the reward differs (same "
-        "data order, same rollout draws).",
+        f"rate / advantage std scaling per reward, chosen on validation: {lrs}), seeds "
+        f"{seeds}: within a seed only the reward differs (same data order, same rollout draws).",
         "- Decoding matched to training: each SLM answers at the rollout temperature "
         f"({e.slm.temperature:g}), {e.slm.samples} sample(s) per question; greedy decoding is "
         "the second table.",

@@ -1,7 +1,8 @@
-"""`corea-jax demo --config=configs/demo.py:tune`: the demo's learning rate per reward, chosen on
-the validation split by one procedure for every reward.
+"""`corea-jax demo --config=configs/demo.py:tune`: the demo's learning rate and advantage std
+scaling per reward, chosen on the validation split by one procedure for every reward.
 
-For each reward preset and each learning rate of `tune.learning_rates`, a GRPO policy is trained
+For each reward preset, each learning rate of `tune.learning_rates` and each advantage std
+scaling of `tune.std_scalings` (PAPER.md leaves it open), a GRPO policy is trained
 from the same warm start with the demo's budget and seed `tune.seed`; each is then scored on
 `tune.questions` questions of the synthetic task's *validation* split (its "calibration"
 split: problems hashed apart from train and test) by the criterion fixed before any run: the
@@ -9,7 +10,7 @@ policy's own training objective, its mean reward under its own preset on G sampl
 question at the rollout temperature (RLVR: correctness and format; Brier and COREA: plus their
 calibration terms). The best learning rate per preset is written to `tune.json` and `tune.md`
 with every candidate's validation reward, pass@1 and ECE; the default demo config holds those
-choices (`learning_rates`). No test question is read.
+choices (`learning_rates`, `std_scalings`). No test question is read.
 """
 
 from __future__ import annotations
@@ -72,24 +73,32 @@ def run(config, workdir: Path) -> dict:
     task = synthetic.SyntheticTask()
     records = synthetic.make_split(task, "calibration", config.tune.questions)
     results = {}
-    candidates = [(p, lr) for p in config.policies for lr in config.tune.learning_rates]
-    for i, (preset, lr) in enumerate(candidates, 1):
-        run_dir = workdir / "tune" / f"{preset}-lr{lr:g}"
+    candidates = [(p, lr, std) for p in config.policies for lr in config.tune.learning_rates
+                  for std in config.tune.std_scalings]  # fmt: skip
+    for i, (preset, lr, std) in enumerate(candidates, 1):
+        # "group" keeps the name of the runs made before std scaling was tuned (reused).
+        name = f"{preset}-lr{lr:g}" + ("" if std == "group" else f"-std_{std}")
+        run_dir = workdir / "tune" / name
         rl = copy.deepcopy(config.rl)
         rl.model.scratch.enabled = False
         rl.model.path = str(warm_dir)
         rl.reward.preset = preset
         rl.optim.learning_rate = lr
+        rl.advantage.std_scaling = std
         rl.train.seed = config.tune.seed
         done = _trained(run_dir, rl.train.steps)
-        if not _stage(f"tune {i}/{len(candidates)}: {preset}, learning rate {lr:g}", done):
+        what = f"{preset}, learning rate {lr:g}, std scaling {std}"
+        if not _stage(f"tune {i}/{len(candidates)}: {what}", done):
             _train(rl, run_dir)
         score = validation_objective(run_dir / "export", preset, config, records,
                                      synthetic.SYNTHETIC_PROMPTS)  # fmt: skip
-        results.setdefault(preset, {})[f"{lr:g}"] = score
-        print(f"  {preset} lr {lr:g}: validation reward {score['reward']:.4f}, pass@1 "
+        results.setdefault(preset, {})[candidate_key(lr, std)] = score
+        print(f"  {what}: validation reward {score['reward']:.4f}, pass@1 "
               f"{score['pass@1']:.3f}, ECE {score['ece']:.3f}", file=sys.stderr)  # fmt: skip
-    chosen = {p: float(max(r, key=lambda lr: r[lr]["reward"])) for p, r in results.items()}
+    chosen = {}
+    for preset, scores in results.items():
+        lr, _, std = max(scores, key=lambda k: scores[k]["reward"]).partition(",")
+        chosen[preset] = {"learning_rate": float(lr), "std_scaling": std}
     out = {"criterion": "mean validation reward under the policy's own preset",
            "questions": len(records), "seed": config.tune.seed, "steps": config.rl.train.steps,
            "results": results, "chosen": chosen}  # fmt: skip
@@ -99,6 +108,11 @@ def run(config, workdir: Path) -> dict:
     return out
 
 
+def candidate_key(lr: float, std_scaling: str) -> str:
+    """A candidate's name in tune.json: "2e-05,group"."""
+    return f"{lr:g},{std_scaling}"
+
+
 def tune_markdown(out: dict) -> str:
     lines = [
         f"# Demo tuning on the validation split ({out['questions']} questions, seed "
@@ -106,14 +120,18 @@ def tune_markdown(out: dict) -> str:
         "",
         f"Criterion: {out['criterion']}.",
         "",
-        "| reward | learning rate | validation reward | pass@1 | ECE | chosen |",
-        "|---|---|---|---|---|---|",
+        "| reward | learning rate | std scaling | validation reward | pass@1 | ECE | chosen |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for preset, by_lr in out["results"].items():
-        for lr, s in by_lr.items():
-            mark = "yes" if float(lr) == out["chosen"][preset] else ""
-            lines.append(f"| {preset} | {lr} | {s['reward']:.4f} | {s['pass@1']:.3f} | "
+    for preset, scores in out["results"].items():
+        best = out["chosen"][preset]
+        for key, s in scores.items():
+            lr, _, std = key.partition(",")
+            mark = "yes" if key == candidate_key(best["learning_rate"], best["std_scaling"]) else ""
+            lines.append(f"| {preset} | {lr} | {std} | {s['reward']:.4f} | {s['pass@1']:.3f} | "
                          f"{s['ece']:.3f} | {mark} |")  # fmt: skip
-    lines += ["", "configs/demo.py: `c.learning_rates = "
-              + json.dumps(out["chosen"]) + "`"]  # fmt: skip
+    lrs = {p: c["learning_rate"] for p, c in out["chosen"].items()}
+    stds = {p: c["std_scaling"] for p, c in out["chosen"].items()}
+    lines += ["", f"configs/demo.py: `c.learning_rates = {json.dumps(lrs)}`, "
+              f"`c.std_scalings = {json.dumps(stds)}`"]  # fmt: skip
     return "\n".join(lines) + "\n"
