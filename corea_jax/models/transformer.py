@@ -250,7 +250,7 @@ class CausalLM(nnx.Module):
 
         policy = compute.remat_policy()
         if compute.scan_layers:
-            x = self._scan_layers(x, rope, mask, apply, policy)
+            x = self._scan_layers(x, rope, mask, apply, policy, compute)
         else:
             if policy is not None:
                 apply = nnx.remat(apply, policy=policy)
@@ -258,13 +258,19 @@ class CausalLM(nnx.Module):
                 x = apply(layer, x, rope, mask)
         return self.model.norm(x), None
 
-    def _scan_layers(self, x, rope, mask, apply, policy):
+    def _scan_layers(self, x, rope, mask, apply, policy, compute: ComputeConfig):
         """The layer stack as one `lax.scan` over parameters stacked here, [L, ...] per leaf:
         XLA compiles one layer instead of L. The stored parameters keep their HF layout, so the
-        update holds a stacked copy of the layer weights and of their gradients besides."""
+        update holds a stacked copy of the layer weights and of their gradients besides.
+
+        With `compute.mesh`, each stacked leaf is constrained to its parameter's own sharding
+        (FSDP / tensor) with the layer axis unsharded, so the copies stay sharded and each scan
+        step gathers one layer's weights, not the compiler's choice of layout."""
         graphdef, _ = nnx.split(self.model.layers[0])
         states = [nnx.state(layer) for layer in self.model.layers]
         stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+        if compute.mesh is not None:
+            stacked = _constrain_stacked(stacked, compute)
 
         def step(x, state):
             return apply(nnx.merge(graphdef, state), x, rope, mask), None
@@ -288,6 +294,23 @@ class CausalLM(nnx.Module):
             tokens, positions, mask, cache, cache_index, compute=compute
         )
         return self.logits(hidden), cache
+
+
+def _constrain_stacked(stacked, compute: ComputeConfig):
+    """Stacked layer parameters [L, ...] -> the same, sharded like one layer's parameter."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from corea_jax.models.params import logical_axes
+    from corea_jax.parallel.sharding import logical_to_spec
+
+    def constrain(path, leaf):
+        # The state's dict keys (module and leaf names); the Variable's own `.value` is not one.
+        names = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+        spec = logical_to_spec(logical_axes(names), compute.rules, compute.mesh, leaf.shape[1:])
+        sharding = NamedSharding(compute.mesh, PartitionSpec(None, *spec))
+        return jax.lax.with_sharding_constraint(leaf, sharding)
+
+    return jax.tree_util.tree_map_with_path(constrain, stacked)
 
 
 def init_cache(

@@ -128,6 +128,9 @@ class UpdateComputeConfig:
     attention      "auto" | "xla" | "dot_product_attention" | "splash"; "auto" picks by the
                    mesh's platform (xla on CPU, cuDNN flash attention on GPU, splash on TPU).
     logprob_chunk  completion slots per chunk of the LM head + log-softmax (0: unchunked).
+    scan_layers    the decoder layers as one `lax.scan` over their stacked parameters
+                   (`corea_jax.models.compute`): one layer compiled, and one layer's gathered
+                   weights alive at a time, for two sharded copies of the layer parameters.
 
     The defaults are the plain path on CPU, op for op (the paper configs set their own).
     """
@@ -135,6 +138,7 @@ class UpdateComputeConfig:
     remat: str = "none"
     attention: str = "auto"
     logprob_chunk: int = 0
+    scan_layers: bool = False
 
     def __post_init__(self):
         if self.remat not in REMAT_CHOICES:
@@ -146,7 +150,9 @@ class UpdateComputeConfig:
 
     def model_compute(self, mesh=None) -> ComputeConfig:
         """The decoder's `ComputeConfig` on `mesh` (splash runs its shard_map over it)."""
-        return ComputeConfig(remat=self.remat, attention=self.attention, mesh=mesh)
+        return ComputeConfig(
+            remat=self.remat, attention=self.attention, scan_layers=self.scan_layers, mesh=mesh
+        )
 
 
 def make_optimizer(
