@@ -127,7 +127,9 @@ def test_scanned_layers_on_a_mesh_keep_each_stacked_parameter_sharded():
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(g, w, atol=GRAD_RTOL * float(jnp.max(jnp.abs(w))))
     # The constraint is in the program: the stacked q_proj kernel [L, D, N*H] over (fsdp, tensor)
-    text = jax.jit(_loss, static_argnums=(1, 4)).lower(
-        params, graphdef, tokens, valid, scanned
-    ).as_text()
+    text = (
+        jax.jit(_loss, static_argnums=(1, 4))
+        .lower(params, graphdef, tokens, valid, scanned)
+        .as_text()
+    )
     assert "sharding_constraint" in text or "mhlo.sharding" in text
