@@ -25,6 +25,12 @@ counted once by XLA and scaled here by `micro_batches` (the optimizer, outside t
 scaled with it: an overcount under 1% at these shapes); the rollout is prefill + C decode steps
 each reading the full cache (an upper bound: the sampler's segments read less, and rows stop
 early). Collectives are not timed: the roofline is optimistic on many chips.
+
+With `compute.scan_layers` the layer loop's body is also counted once; the update's FLOPs and
+bytes are then taken from two small compiles of the same update with 1 and 2 decoder layers
+unrolled (`layer_extrapolated_cost`): one layer costs the difference, everything else the
+1-layer figure minus it, so L layers cost F1 + (L - 1) x (F2 - F1). Its memory is the scanned
+program's own.
 """
 
 from __future__ import annotations
@@ -188,6 +194,23 @@ def compile_update(workload: Workload, run: RunConfig, mesh, graphdef, state, st
     return compile_program("update", update, state, abstract_batch(workload, batch_shardings))
 
 
+def layer_extrapolated_cost(workload: Workload, run: RunConfig, mesh) -> tuple[float, float]:
+    """(FLOPs, bytes accessed) per micro-batch of the update of `workload`'s depth, from its
+    1- and 2-layer versions compiled with the layers unrolled (module docstring)."""
+    unrolled = dataclasses.replace(run, compute=dataclasses.replace(run.compute, scan_layers=False))
+    costs = []
+    for layers in (1, 2):
+        shallow = dataclasses.replace(
+            workload, model=dataclasses.replace(workload.model, num_layers=layers)
+        )
+        graphdef, state, shardings, optimizer = abstract_state(shallow, unrolled, mesh)
+        cost = compile_update(shallow, unrolled, mesh, graphdef, state, shardings, optimizer)
+        costs.append((cost.flops, cost.bytes_accessed))
+    (f1, b1), (f2, b2) = costs
+    extra = workload.model.num_layers - 1
+    return f1 + extra * (f2 - f1), b1 + extra * (b2 - b1)
+
+
 def abstract_batch(workload: Workload, shardings: Batch) -> Batch:
     """The update's Batch as sharded ShapeDtypeStructs: R rows of T = P + C slots."""
     r, c = workload.rows, workload.completion_slots
@@ -291,10 +314,16 @@ def plan_run(workload: Workload, run: RunConfig, devices, parts: tuple[str, ...]
     graphdef, state, state_shardings, optimizer = abstract_state(workload, run, mesh)
     programs: list[ProgramCost] = []
     refused: list[str] = []
+
+    def update():
+        cost = compile_update(workload, run, mesh, graphdef, state, state_shardings, optimizer)
+        if run.compute.scan_layers:
+            flops, bytes_accessed = layer_extrapolated_cost(workload, run, mesh)
+            cost = dataclasses.replace(cost, flops=flops, bytes_accessed=bytes_accessed)
+        return [cost]
+
     compilers = {
-        "update": lambda: [
-            compile_update(workload, run, mesh, graphdef, state, state_shardings, optimizer)
-        ],
+        "update": update,
         "rollout": lambda: compile_rollout(workload, mesh, graphdef, state),
     }
     for compile_some in (compilers[part] for part in parts):
