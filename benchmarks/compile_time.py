@@ -21,8 +21,13 @@ Measured 2026-11-30 on the shared 2-core CPU under load (single runs, seconds lo
     Qwen2.5-7B, 4 x 512, bf16, remat full, AOT for v5p:2x2x1 (FSDP over 4):
         unrolled 343 s (1.55 GiB temporaries), scanned 98 s (9.48 GiB: the stacked weights and
         gradients), prestacked 145 s (1.16 GiB)
-Hence `scan_layers` stays off by default; storing the layers stacked (nnx.scan) would win both
-compile time and memory, but changes the parameter tree the loader and sampler read.
+Those "scanned" figures predate the sharding constraint on the stacked copies (`CausalLM.
+_scan_layers` now pins each to its parameter's own FSDP / tensor sharding on the mesh, which
+this script now passes; before, the compiler chose their layout). With it, the Qwen2.5-1.5B
+paper update on `v5e:2x4` needs 8.58 GiB per chip where the unrolled one is refused at 16.2 GiB
+of temporaries (`corea-jax plan`, README "Will it fit?"). `scan_layers` stays off by default in the configs:
+its step time on hardware is unmeasured; storing the layers stacked (nnx.scan) would save the
+copies, but changes the parameter tree the loader and sampler read.
 """
 
 from __future__ import annotations
@@ -157,6 +162,8 @@ def main():
         mesh = make_mesh((1, -1, 1), devices)
     else:
         mesh = make_mesh((1, 1, 1), jax.devices()[:1])
+    # The mesh: the scanned variant pins its stacked copies to the parameters' shardings on it.
+    compute = dataclasses.replace(compute, mesh=mesh)
     rows = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
     abstract = args.topology is not None
     print(f"{cfg.num_layers} layers, D={cfg.hidden_size}, rows {r} x {t} slots, {args.dtype},")
