@@ -13,6 +13,11 @@ measured slice that fits. A slice of one generation stands in for the same numbe
 another only where that one was not measured; the row then names the slice it was compiled
 on (per-device bytes of one program differ little between TPU generations; a refusal on a chip
 with more HBM is a refusal on one with less).
+
+`compute.scan_layers` became a config key (and the paper configs' default) after the first
+records were made; those updates were compiled with the layers unrolled, and their records'
+overrides were annotated `--config.compute.scan_layers=false` so that each row's command
+still compiles what was measured.
 """
 
 from __future__ import annotations

@@ -59,11 +59,14 @@ def rlcc_config(hf_id: str, preset: str, **optim) -> ml_collections.ConfigDict:
     c.reward.preset = preset
     c.optim.update(optim)
     # What `corea-jax plan` needed for the paper runs to fit (README "Will it fit?"): each
-    # decoder layer rematerialised in the update, and log-probs in chunks of 256 completion
-    # tokens so [rows, 2048, 152k] float32 logits never exist. The `,smoke` variants keep
-    # both, so the CPU runs exercise the same update options on their tiny model.
+    # decoder layer rematerialised in the update, log-probs in chunks of 256 completion
+    # tokens so [rows, 2048, 152k] float32 logits never exist, and the layers as one scan
+    # (one layer's FSDP-gathered weights alive at a time: what fits v5e at all, and 7-8B on 8
+    # v4 / v6e chips). The `,smoke` variants keep all three, so the CPU runs exercise the same
+    # update options on their tiny model.
     c.compute.remat = "full"
     c.compute.logprob_chunk = 256
+    c.compute.scan_layers = True
     return c
 
 
