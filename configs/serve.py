@@ -20,7 +20,9 @@ Each section is built from its settings dataclass (corea_jax/serving/settings.py
 default DIR workdirs/demo; `:demo,DIR,SEED` another seed) with the tau its compare stage chose
 (`DIR/compare/slms/corea-s0/summary.json`), and a clearly labelled SIMULATED LLM upstream
 in-process that knows the synthetic task's answers (calibration and test splits), right as
-often as the demo's simulated LLM (configs/demo.py: by the question's digit work).
+often as the demo's simulated LLM (configs/demo.py: by the question's digit work). A request
+that names no temperature is sampled at the demo's evaluation temperature, the one its tau was
+chosen at (greedy, the demo's policies state one value and nothing would be deferred).
 """
 
 import dataclasses
