@@ -143,6 +143,11 @@ def get_config(arg=None):
         c.mode = "tune"
     elif arg == "ablations":
         c.policies = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
+        # COREA's distance variants take COREA's validation-chosen settings (not tuned apart:
+        # `:tune` with --config.policies can).
+        for variant in ("corea_l2", "corea_kl"):
+            c.learning_rates[variant] = c.learning_rates["corea"]
+            c.std_scalings[variant] = c.std_scalings["corea"]
     elif arg:
         raise ValueError(f"configs/demo.py: unknown argument {arg!r} (:quick, :tune, :ablations)")
     return c
