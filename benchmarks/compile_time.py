@@ -25,9 +25,9 @@ Those "scanned" figures predate the sharding constraint on the stacked copies (`
 _scan_layers` now pins each to its parameter's own FSDP / tensor sharding on the mesh, which
 this script now passes; before, the compiler chose their layout). With it, the Qwen2.5-1.5B
 paper update on `v5e:2x4` needs 8.58 GiB per chip where the unrolled one is refused at 16.2 GiB
-of temporaries (`corea-jax plan`, README "Will it fit?"). `scan_layers` stays off by default
-in the configs: its step time on hardware is unmeasured; storing the layers stacked (nnx.scan)
-would save the copies, but changes the parameter tree the loader and sampler read.
+of temporaries (`corea-jax plan`, README "Will it fit?"), hence `scan_layers` is the paper
+configs' default (its step time on hardware is unmeasured). Storing the layers stacked
+(nnx.scan) would save the copies, but changes the parameter tree the loader and sampler read.
 """
 
 from __future__ import annotations

@@ -110,3 +110,19 @@ def test_tune_chooses_each_rewards_settings_on_validation(tmp_path, capsys):
     assert out["chosen"] == {"corea": {"learning_rate": float(lr), "std_scaling": std}}
     assert "validation" in (tmp_path / "tune.md").read_text()
     assert not (tmp_path / "compare").exists()  # no test question is read
+
+
+def test_a_run_directory_started_with_other_settings_is_not_reused(tmp_path):
+    """Re-running the demo in an old workdir after a setting changed (a learning rate chosen
+    anew, say) must not report the old policy under the new setting."""
+    import copy
+
+    rl = copy.deepcopy(load_config(f"{REPO}/configs/demo.py").rl)
+    run_dir = tmp_path / "corea-s0"
+    run_dir.mkdir()
+    demo._check_run_settings(run_dir, rl)  # nothing started: fine
+    (run_dir / "config.json").write_text(rl.to_json())
+    demo._check_run_settings(run_dir, rl)  # the same settings: resumed or reused
+    rl.optim.learning_rate = rl.optim.learning_rate * 2
+    with pytest.raises(CoreaError, match=r"corea-s0: trained with optim.learning_rate=.*fresh"):
+        demo._check_run_settings(run_dir, rl)

@@ -59,6 +59,30 @@ def _stage(name: str, done: bool) -> bool:
     return done
 
 
+# What makes a GRPO run of the demo what it is: a run directory started with other values is
+# not resumed or reused (its policy would be reported under the new settings).
+RUN_KEYS = (("reward", "preset"), ("optim", "learning_rate"), ("advantage", "std_scaling"),
+            ("train", "seed"))  # fmt: skip
+
+
+def _check_run_settings(run_dir: Path, rl) -> None:
+    """Raises a one-line CoreaError when `run_dir` was started with other `RUN_KEYS` values."""
+    saved_path = run_dir / "config.json"
+    if not saved_path.exists():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except ValueError as exc:
+        raise CoreaError(f"{saved_path}: not readable as JSON ({exc})") from None
+    for section, key in RUN_KEYS:
+        was, now = saved.get(section, {}).get(key), rl[section][key]
+        if was != now:
+            raise CoreaError(
+                f"{run_dir}: trained with {section}.{key}={was!r}, this config asks for {now!r};"
+                " use a fresh --workdir (or remove that directory) to train it again"
+            )
+
+
 def _trained(run_dir: Path, steps: int) -> bool:
     metrics = run_dir / "metrics.jsonl"
     if not (run_dir / "export" / "config.json").exists() or not metrics.exists():
@@ -183,6 +207,7 @@ def train_policies(config, warm_dir: Path, workdir: Path) -> dict[str, Path]:
         rl.train.seed = seed
         rl.optim.learning_rate = config.learning_rates.get(preset, rl.optim.learning_rate)
         rl.advantage.std_scaling = config.std_scalings.get(preset, rl.advantage.std_scaling)
+        _check_run_settings(run_dir, rl)
         done = _trained(run_dir, rl.train.steps)
         if not _stage(f"2/5 GRPO policy {i}/{len(runs)}: {preset}, seed {seed}", done):
             _train(rl, run_dir)
@@ -385,7 +410,8 @@ def report_text(config, experiment: dict, plots: dict) -> str:
         "- SLMs: one over-confident SFT warm start (SLM-Verb is the warm start itself), then "
         f"{', '.join(config.policies)} policies trained from it with GRPO ({rl.train.steps} "
         f"steps x {rl.train.prompts_per_step} prompts x G={rl.rollout.group_size}; learning "
-        f"rate / advantage std scaling per reward, chosen on validation: {lrs}), seeds "
+        f"rate / advantage std scaling per reward, configs/demo.py says where each comes from: "
+        f"{lrs}), seeds "
         f"{seeds}: within a seed only the reward differs (same data order, same rollout draws).",
         "- Decoding matched to training: each SLM answers at the rollout temperature "
         f"({e.slm.temperature:g}), {e.slm.samples} sample(s) per question; greedy decoding is "

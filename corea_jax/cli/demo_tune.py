@@ -65,7 +65,7 @@ def validation_objective(model_dir: Path, preset: str, config, records, template
 def run(config, workdir: Path) -> dict:
     """Trains every (preset, learning rate) candidate, scores it on validation, writes the
     choice. Resumes: trained candidates are reused."""
-    from corea_jax.cli.demo_run import _stage, _train, _trained, warm_start
+    from corea_jax.cli.demo_run import _check_run_settings, _stage, _train, _trained, warm_start
     from corea_jax.data import synthetic
 
     workdir = Path(workdir)
@@ -86,6 +86,7 @@ def run(config, workdir: Path) -> dict:
         rl.optim.learning_rate = lr
         rl.advantage.std_scaling = std
         rl.train.seed = config.tune.seed
+        _check_run_settings(run_dir, rl)
         done = _trained(run_dir, rl.train.steps)
         what = f"{preset}, learning rate {lr:g}, std scaling {std}"
         if not _stage(f"tune {i}/{len(candidates)}: {what}", done):
