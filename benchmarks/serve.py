@@ -1,7 +1,7 @@
 """`corea-jax serve` under load: completions/s and p50 / p99 latency at 1, 8, 32, 64 clients.
 
     python benchmarks/serve.py [--workdir workdirs/demo] [--clients 1 8 32 64] [--rounds 2]
-                               [--requests-per-client 6] [--min-requests 48] [--max-tokens 80]
+                               [--requests-per-client 24] [--min-requests 96] [--max-tokens 80]
 
 Issue 17's target: throughput at 32 concurrent clients at least 6x that at 1 client, no request
 lost. The server is the `:demo` path, started as its own process exactly as a user would
@@ -14,7 +14,14 @@ demo's test questions in turn (at the server's default temperature, the one the 
 with the request's index as its seed, so every answer is reproducible); each level starts
 after the previous one has finished. "lost" counts requests that got no
 completion (an error status or an exception). The mean batch is the average number of live
-rows per decode segment, from the server's own `/metrics` histogram, per level.
+rows per decode segment (of one engine lane), from the server's own `/metrics` histogram, per
+level. CPU per request: the server process's (all its threads) and the clients' (this
+process), from /proc and `os.times`; what they leave of the machine's cores was idle.
+
+Each level runs `max(min-requests, clients x requests-per-client)` requests: with 24 per client
+a level lasts about 20 request latencies, so the ramp-up (a burst of first requests) and the
+tail (the last clients finishing alone) are a small part of it; with 6 per client (this
+script's earlier default) they were a fifth of the 32-client level and cost it 5-10%.
 """
 
 from __future__ import annotations
@@ -113,8 +120,17 @@ class OpenAIClient:
 CLIENTS = {"http": HTTPClient, "openai": OpenAIClient}
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (default: this one, the clients), in seconds."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind: str,
-              temperature: float | None = None) -> dict:  # fmt: skip
+              temperature: float | None = None, server_pid: int | None = None) -> dict:  # fmt: skip
     before = batch_histogram(get(f"{base}/metrics"))
     todo = list(range(n))
 
@@ -139,10 +155,12 @@ def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind:
                 out.append((time.perf_counter() - t0, f"lost:{type(exc).__name__}", False))
         return out
 
+    cpu0 = (cpu_seconds(), cpu_seconds(server_pid) if server_pid else 0.0)
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         results = [r for rs in pool.map(worker, range(clients)) for r in rs]
     wall = time.perf_counter() - t0
+    cpu = (cpu_seconds() - cpu0[0], (cpu_seconds(server_pid) - cpu0[1]) if server_pid else 0.0)
     after = batch_histogram(get(f"{base}/metrics"))
     latencies = np.array([r[0] for r in results])
     lost = sum(r[1].startswith("lost") for r in results)
@@ -157,6 +175,9 @@ def run_level(base: str, questions, clients: int, n: int, max_tokens: int, kind:
         "deferred": sum(r[1] == "llm" for r in results) / n,
         "correct": sum(r[2] for r in results) / n,
         "mean_batch": (after[0] - before[0]) / max(after[1] - before[1], 1),
+        # CPU per request: the server process's (all threads) and the clients' (this process)
+        "server_cpu_ms": cpu[1] / n * 1e3,
+        "client_cpu_ms": cpu[0] / n * 1e3,
         "load": os.getloadavg()[0],  # the machine is shared: what else ran meanwhile
     }
 
@@ -165,8 +186,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", default="workdirs/demo", help="a `corea-jax demo` workdir")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
-    p.add_argument("--requests-per-client", type=int, default=6)
-    p.add_argument("--min-requests", type=int, default=48)
+    p.add_argument("--requests-per-client", type=int, default=24)
+    p.add_argument("--min-requests", type=int, default=96)
     p.add_argument("--rounds", type=int, default=2, help="each level's best round is reported")
     p.add_argument(
         "--set",
@@ -204,13 +225,16 @@ def main() -> int:
             rounds.append([])
             for c in args.clients:
                 n = max(args.min_requests, c * args.requests_per_client)
-                r = run_level(base, questions, c, n, args.max_tokens, args.client, args.temperature)
+                r = run_level(base, questions, c, n, args.max_tokens, args.client, args.temperature,
+                              proc.pid)  # fmt: skip
                 rounds[-1].append(r)
                 print(f"round {k + 1}, {c:>2} clients: {r['completions_per_s']:6.1f} "
                       f"completions/s, p50 {r['p50_s'] * 1e3:5.0f} ms, p99 "
                       f"{r['p99_s'] * 1e3:5.0f} ms, {r['requests']} requests, lost {r['lost']}, "
                       f"mean batch {r['mean_batch']:.1f} rows, deferred {r['deferred']:.0%}, "
-                      f"correct {r['correct']:.0%}, load average {r['load']:.1f}",
+                      f"correct {r['correct']:.0%}, CPU per request: server "
+                      f"{r['server_cpu_ms']:.1f} ms, clients {r['client_cpu_ms']:.1f} ms, "
+                      f"load average {r['load']:.1f}",
                       flush=True)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)

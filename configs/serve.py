@@ -72,8 +72,13 @@ def get_config(arg=None):
         # of 33-47: a prompt bucket of 48 (a padded prompt token costs a real one's prefill on
         # a CPU), a short cache (every decode step reads all of it).
         c.engine.rows = 64
+        # Two lanes of 32 rows, each decoding on its own thread: XLA decodes this small model
+        # on one CPU core per program (corea_jax/serving/lanes.py), and the benchmark machine
+        # has two.
+        c.engine.lanes = 2
         # Widths in steps of 8 above 8: a decode step's cost follows the width (module
-        # docstring of corea_jax/serving/engine.py), and the live rows vary by a few.
+        # docstring of corea_jax/serving/engine.py), and the live rows vary by a few (each
+        # lane's are clipped to its 32 rows).
         c.engine.row_buckets = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64)
         c.engine.segment = 16
         c.engine.max_prompt_tokens = 64

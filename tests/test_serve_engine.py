@@ -36,7 +36,9 @@ from corea_jax.serving import (
     Upstream,
     build_app,
 )
+from corea_jax.errors import CoreaError
 from corea_jax.serving.engine import EngineStopped, QueueFull
+from corea_jax.serving.lanes import Lanes, lane_configs, make_engine
 from corea_jax.serving.settings import SLMServeConfig, TauSource
 from corea_jax.testing.simulated_llm import SimulatedChatBackend
 
@@ -275,6 +277,36 @@ def test_32_concurrent_clients_get_their_own_answers_in_shared_batches(model, en
     # The batch-size histogram: some decode segment ran more than one row.
     counts = dict(re.findall(r'corea_batch_rows_bucket\{le="([^"]+)"\} ([0-9.]+)', metrics))
     assert float(counts["+Inf"]) > float(counts["1.0"])
+
+
+def test_lanes_share_the_requests_and_answer_as_one_engine(model, caplog):
+    """Two lanes (`Lanes`) over disjoint rows: greedy answers still equal the offline
+    sampler's, both lanes decode, the second lane compiles nothing of its own (it shares the
+    first's kernels), and a cancelled request is counted once, by its lane."""
+    config = dataclasses.replace(CONFIG, rows=8, row_buckets=(4, 8), lanes=2)
+    odd = dataclasses.replace(config, rows=9, max_queue=9)
+    assert [(c.rows, c.max_queue, c.lanes) for c in lane_configs(odd)] == [(5, 5, 1), (4, 4, 1)]
+    lanes = make_engine(model, str, [EOS], config)
+    assert isinstance(lanes, Lanes) and lanes.lanes[1].graph is lanes.lanes[0].graph
+    lanes.lanes[0].warmup()
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        lanes.lanes[1].warmup()
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+    batch = prompts(12, 21)
+    queued = Generation(batch[0], MAX_NEW)
+    lanes.submit(queued)  # not started: it waits in its lane's queue
+    assert lanes.queue_depth == 1 and lanes.cancel(queued) == "queued"
+    lanes.start()
+    try:
+        futures = [lanes.submit(Generation(p, 16)) for p in batch]
+        got = [f.result(120) for f in futures]
+    finally:
+        lanes.stop()
+    assert [list(g.token_ids) for g in got] == [w[:16] for w in reference(model, batch, 16)]
+    assert all(e.segments > 0 for e in lanes.lanes)  # the requests were shared out
+    assert lanes.abandoned == {"queued": 1} and lanes.compiles_after_warmup == 0
+    with pytest.raises(CoreaError, match="lanes=9: more lanes than rows"):
+        dataclasses.replace(config, lanes=9)
 
 
 def urlopen_text(url):

@@ -2,6 +2,7 @@
 
 - `kernels`: the jitted prefill-into-slot, decode-segment and cache-shift kernels.
 - `engine`: `Engine`, continuous batching of `Generation`s on one thread (`EngineConfig`).
+- `lanes`: `Lanes`, several engines over disjoint rows (a CPU's cores), `make_engine`.
 - `protocol`: OpenAI request validation, response and stream bodies, `APIError`.
 - `upstream`: `Upstream`, deferred requests through the project's `LLMClient`.
 - `service`: `CascadeService`, SLM -> confidence -> tau -> LLM, cost and metadata.
@@ -14,6 +15,7 @@
 from corea_jax.serving.app import BackgroundServer, build_app
 from corea_jax.serving.build import build_service
 from corea_jax.serving.engine import Completion, Engine, EngineConfig, Generation
+from corea_jax.serving.lanes import Lanes, make_engine
 from corea_jax.serving.metrics import ServerMetrics
 from corea_jax.serving.protocol import APIError, ChatRequest, Limits, parse_chat_request
 from corea_jax.serving.service import CascadeService
@@ -29,6 +31,7 @@ __all__ = [
     "Engine",
     "EngineConfig",
     "Generation",
+    "Lanes",
     "Limits",
     "ServeConfig",
     "ServerMetrics",
@@ -36,6 +39,7 @@ __all__ = [
     "UpstreamError",
     "build_app",
     "build_service",
+    "make_engine",
     "parse_chat_request",
     "read_tau",
 ]

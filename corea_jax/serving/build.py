@@ -12,7 +12,7 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from corea_jax.errors import CoreaError
-from corea_jax.serving.engine import Engine
+from corea_jax.serving.lanes import make_engine
 from corea_jax.serving.metrics import ServerMetrics
 from corea_jax.serving.service import CascadeService
 from corea_jax.serving.settings import DemoUpstream, ServeConfig
@@ -72,7 +72,7 @@ def build_service(config: ServeConfig, *, engine=None, backend=None) -> CascadeS
     if engine is None:
         model = load_model(slm_dir, dtype=jnp.dtype(config.engine.dtype))
         eos = Sampler.for_tokenizer(model, tokenizer).eos_ids  # the one place EOS is decided
-        engine = Engine(
+        engine = make_engine(
             model,
             lambda ids: tokenizer.decode(ids, skip_special_tokens=True),
             eos,

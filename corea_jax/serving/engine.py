@@ -28,7 +28,7 @@ one device call and is not interrupted) and is never decoded again.
 [open] defaults (all `EngineConfig` fields): 32 rows, 8-step segments, powers-of-two row
 buckets, prompt buckets 64, 128, 256 (up to `max_prompt_tokens`), a ring of
 P_max + N_max slots (the longest row; every decode step reads them all), 5 ms bounded wait,
-2 ms refill wait.
+2 ms refill wait, one lane (`corea_jax.serving.lanes`: several engines over disjoint rows).
 """
 
 from __future__ import annotations
@@ -81,11 +81,16 @@ class EngineConfig:
     batch_wait_s: float = 0.005
     refill_wait_s: float = 0.002
     dtype: str = "float32"
+    lanes: int = 1  # `corea_jax.serving.lanes`: independent decode loops sharing the rows
 
     def __post_init__(self):
-        for name in ("rows", "segment", "max_prompt_tokens", "max_new_tokens", "max_queue"):
+        for name in ("rows", "segment", "max_prompt_tokens", "max_new_tokens", "max_queue",
+                     "lanes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise CoreaError(f"serve.engine.{name}={getattr(self, name)}: must be >= 1")
+        if self.lanes > self.rows:
+            raise CoreaError(f"serve.engine.lanes={self.lanes}: more lanes than rows "
+                             f"({self.rows}); each lane needs a row")  # fmt: skip
 
     def rows_buckets(self) -> tuple[int, ...]:
         if self.row_buckets:
@@ -129,6 +134,7 @@ class Generation:
     # "done"; `abandoned` the stage it was abandoned in ("" = not abandoned).
     stage: str = ""
     abandoned: str = ""
+    lane: int = 0  # the engine lane that took it (`lanes.Lanes`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +165,8 @@ class Engine:
       eos_ids: token ids that end a row.
       config: `EngineConfig`.
       on_segment: called after each segment with (live rows, steps run): metrics.
+      share: another engine whose model and compiled kernels this one uses (a lane of
+        `lanes.Lanes`: one copy of the weights, no second compilation).
     """
 
     def __init__(
@@ -168,11 +176,16 @@ class Engine:
         eos_ids: Sequence[int],
         config: EngineConfig = EngineConfig(),
         on_segment: Callable[[int, int], None] | None = None,
+        *,
+        share: Engine | None = None,
     ):
         self.config = config
         self.model_config = model.config
-        graphdef, self.params = nnx.split(model)
-        self.graph = kernels.Graph(graphdef)
+        if share is None:
+            graphdef, self.params = nnx.split(model)
+            self.graph = kernels.Graph(graphdef)
+        else:  # the same Graph object: jit's cache key, so its kernels are compiled once
+            self.graph, self.params = share.graph, share.params
         self.decode_text = decode_text
         self.eos_ids = tuple(sorted({int(i) for i in eos_ids}))
         self.on_segment = on_segment
