@@ -57,6 +57,7 @@ def get_config(arg=None):
     c.server = _section(ServerConfig())
     c.demo = _section(DemoUpstream())
     c.prices = ()
+    c.server.gc_freeze = True  # a process that only serves (ServerConfig)
 
     name, _, rest = (arg or "").partition(",")
     if name == "demo":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import gc
 import json
 import logging
 import re
@@ -491,6 +492,20 @@ def test_health_is_503_until_the_engine_is_warm(tokenizer, serve):
     finally:
         warm.set()
         s.server.stop()
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_gc_freeze_happens_once_warm_and_only_when_configured(tokenizer, freeze):
+    service = make_service(tokenizer, server=ServerConfig(upstream_timeout_s=5.0,
+                                                          gc_freeze=freeze))  # fmt: skip
+    gc.unfreeze()
+    try:
+        service.warm_up()
+        assert service.ready.is_set()
+        assert (gc.get_freeze_count() > 0) == freeze
+    finally:
+        gc.unfreeze()
+        service.stop(drain=False)
 
 
 def test_a_request_past_its_upstream_deadline_stops_the_retries_behind_it():

@@ -23,6 +23,7 @@ from flax import nnx
 from tiny_models import TINY, make_tokenizer
 
 from corea_jax.cascade import LLMConfig
+from corea_jax.errors import CoreaError
 from corea_jax.models import CausalLM, load_tokenizer
 from corea_jax.sampling import Sampler
 from corea_jax.serving import (
@@ -36,7 +37,6 @@ from corea_jax.serving import (
     Upstream,
     build_app,
 )
-from corea_jax.errors import CoreaError
 from corea_jax.serving.engine import EngineStopped, QueueFull
 from corea_jax.serving.lanes import Lanes, lane_configs, make_engine
 from corea_jax.serving.settings import SLMServeConfig, TauSource

@@ -12,7 +12,7 @@ from corea_jax.models.loading import (
     save_model,
 )
 from corea_jax.models.logprobs import chunked_token_logprobs, token_entropy
-from corea_jax.models.tokenizer import load_tokenizer, render_chat
+from corea_jax.models.tokenizer import encode_text, load_tokenizer, render_chat
 from corea_jax.models.transformer import (
     CausalLM,
     LayerCache,
@@ -71,6 +71,7 @@ __all__ = [
     "chunked_token_logprobs",
     "init_cache",
     "load_model",
+    "encode_text",
     "load_tokenizer",
     "param_shardings",
     "positions_from_mask",

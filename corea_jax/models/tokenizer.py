@@ -24,6 +24,19 @@ def load_tokenizer(model_dir: str | Path):
         raise CoreaError(f"{model_dir}: cannot load a tokenizer ({e})") from e
 
 
+def encode_text(tokenizer, text: str) -> list[int]:
+    """text -> token ids, no special tokens added: `tokenizer(text, add_special_tokens=False)`'s
+    ids (tested equal), through the Rust backend's single-text `encode` when there is one.
+
+    The transformers call encodes through the backend's batch path, which hands even one text
+    to the tokenizers library's worker threads: about 45 us on an idle CPU, about 0.2 ms on a
+    loaded one (the server's event loop under 32 clients), against about 30 us here."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return backend.encode(text, add_special_tokens=False).ids
+
+
 def render_chat(
     tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = True
 ) -> str:

@@ -59,7 +59,7 @@ def simulated_backend(llm):
 def build_service(config: ServeConfig, *, engine=None, backend=None) -> CascadeService:
     """Loads the SLM and its tokenizer, builds the engine (unless given), the upstream client
     (the SIMULATED LLM when `llm.simulated`) and resolves tau. Prints what it serves."""
-    from corea_jax.models import load_model, load_tokenizer
+    from corea_jax.models import encode_text, load_model, load_tokenizer
     from corea_jax.sampling import Sampler
 
     slm_dir = Path(config.slm.path)
@@ -87,7 +87,7 @@ def build_service(config: ServeConfig, *, engine=None, backend=None) -> CascadeS
         timeout_s=config.server.upstream_timeout_s,
         concurrency=config.server.upstream_concurrency,
         backend=backend,
-        count_tokens=lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"]),
+        count_tokens=lambda s: len(encode_text(tokenizer, s)),
     )
     label = "SIMULATED LLM (in-process, no real model is measured)" if upstream.simulated else (
         upstream.describe())  # fmt: skip

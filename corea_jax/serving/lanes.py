@@ -34,8 +34,12 @@ def lane_configs(config: EngineConfig) -> list[EngineConfig]:
     n = config.lanes
     share = lambda total, i: total // n + (i < total % n)  # noqa: E731
     return [
-        dataclasses.replace(config, rows=share(config.rows, i),
-                            max_queue=max(1, share(config.max_queue, i)), lanes=1)  # fmt: skip
+        dataclasses.replace(
+            config,
+            rows=share(config.rows, i),
+            max_queue=max(1, share(config.max_queue, i)),
+            lanes=1,
+        )  # fmt: skip
         for i in range(n)
     ]
 

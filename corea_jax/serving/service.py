@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import random
 import threading
 import time
 
 from corea_jax.cascade import PriceTable
 from corea_jax.data import DEFAULT_SYSTEM
-from corea_jax.models import render_chat
+from corea_jax.models import encode_text, render_chat
 from corea_jax.scoring.parsing import parse_completion
 from corea_jax.serving import protocol
 from corea_jax.serving.engine import EngineStopped, Generation, QueueFull
@@ -76,10 +77,14 @@ class CascadeService:
     # ------------------------------------------------------------------ start and stop
 
     def warm_up(self) -> None:
-        """Compiles the SLM's shapes, starts its engine, then marks the service ready."""
+        """Compiles the SLM's shapes, starts its engine, with `server.gc_freeze` freezes the
+        start-up's objects out of the garbage collector, then marks the service ready."""
         try:
             self.engine.warmup()
             self.engine.start()
+            if self.config.server.gc_freeze:
+                gc.collect()
+                gc.freeze()
         except Exception as exc:  # reported by /health; the process keeps serving errors
             self.warmup_error = f"{type(exc).__name__}: {exc}"
             raise
@@ -106,7 +111,7 @@ class CascadeService:
 
     def encode(self, messages) -> list[int]:
         text = render_chat(self.tokenizer, self.slm_messages(messages))
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = encode_text(self.tokenizer, text)
         limit = self.config.engine.max_prompt_tokens
         if len(ids) > limit:
             raise APIError(

@@ -103,6 +103,12 @@ class ServerConfig:
     request_timeout_s: float = 0.0  # a request's deadline, SLM and LLM included; 0 = none
     drain_timeout_s: float = 30.0
     log_level: str = "info"
+    # Once warm, move every object start-up made (model, tokenizer, compiled kernels) out of
+    # the garbage collector's view (`gc.freeze`): a full collection over them paused every
+    # thread for about 170 ms under load (benchmarks/serve.py's p99), after it about 2 ms.
+    # Off here, for a service embedded in another process (tests, a notebook), whose objects
+    # are not the server's to freeze; configs/serve.py, a process that only serves, sets it.
+    gc_freeze: bool = False
 
     def __post_init__(self):
         if self.upstream_failure not in ("fallback", "error"):
