@@ -77,10 +77,11 @@ def get_config(arg=None):
         # on one CPU core per program (corea_jax/serving/lanes.py), and the benchmark machine
         # has two.
         c.engine.lanes = 2
-        # Widths in steps of 8 above 8: a decode step's cost follows the width (module
-        # docstring of corea_jax/serving/engine.py), and the live rows vary by a few (each
-        # lane's are clipped to its 32 rows).
-        c.engine.row_buckets = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64)
+        # Fine widths: on this CPU a decode step of the demo SLM costs about 90 us + 18 us per
+        # row of width, live or padding (benchmarks/serve.py's README section), so a width
+        # close to the live rows pays; each width is one more compile at warm-up. Each lane
+        # clips them to its 32 rows (a lane holds about 12 live rows at 32 clients).
+        c.engine.row_buckets = (1, 2, 4, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64)
         c.engine.segment = 16
         c.engine.max_prompt_tokens = 64
         c.engine.prompt_buckets = (48,)
