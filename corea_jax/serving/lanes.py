@@ -39,9 +39,14 @@ def lane_configs(config: EngineConfig) -> list[EngineConfig]:
             rows=share(config.rows, i),
             max_queue=max(1, share(config.max_queue, i)),
             lanes=1,
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
+
+
+def _summed(name: str, start=0) -> property:
+    """A read-only attribute: `name` of every lane, summed."""
+    return property(lambda self: sum((getattr(e, name) for e in self.lanes), start))
 
 
 class Lanes:
@@ -61,29 +66,13 @@ class Lanes:
             share = self.lanes[0] if self.lanes else None
             self.lanes.append(Engine(model, decode_text, eos_ids, c, on_segment, share=share))
 
-    @property
-    def queue_depth(self) -> int:
-        return sum(e.queue_depth for e in self.lanes)
-
-    @property
-    def live_rows(self) -> int:
-        return sum(e.live_rows for e in self.lanes)
-
-    @property
-    def segments(self) -> int:
-        return sum(e.segments for e in self.lanes)
-
-    @property
-    def wraps(self) -> int:
-        return sum(e.wraps for e in self.lanes)
-
-    @property
-    def compiles_after_warmup(self) -> int:
-        return sum(e.compiles_after_warmup for e in self.lanes)
-
-    @property
-    def abandoned(self) -> Counter[str]:
-        return sum((e.abandoned for e in self.lanes), Counter())
+    # What the service and the tests read of an `Engine`, summed over the lanes.
+    queue_depth = _summed("queue_depth")
+    live_rows = _summed("live_rows")
+    segments = _summed("segments")
+    wraps = _summed("wraps")
+    compiles_after_warmup = _summed("compiles_after_warmup")
+    abandoned = _summed("abandoned", Counter())
 
     def submit(self, request: Generation) -> concurrent.futures.Future:
         """Queues `request` on the least-loaded lane (`Engine.submit`)."""
