@@ -11,8 +11,8 @@ core while the others serve HTTP or idle; a second lane decodes a second batch o
 thread (XLA releases the GIL), on another core. A lane's batch is smaller, and on a CPU a row
 costs nearly the same in a batch of 12 as of 24, so little is lost to the split. On one GPU or
 TPU keep 1: the device runs one program at a time and a wider batch is what it is fast at.
-`rows` and `max_queue` are split between the lanes (the first lanes take the remainder); the
-row and prompt buckets are each lane's, clipped to its rows.
+`rows` and `max_queue` are split between the lanes (the first lanes take the remainder); every
+lane keeps the prompt buckets and the row buckets, the latter clipped to its own rows.
 
 What a lane does not do: take another lane's queued request when it has a free row first (the
 least-loaded choice keeps the queues even; a queue forms only when every row is busy).
