@@ -15,7 +15,8 @@
 - `intervals`: bootstrap intervals of a chosen tau's operating point.
 - `client`: `LLMClient` answers `LLMRequest`s through a `ChatBackend` (`backend`; the default
   speaks to any OpenAI-compatible endpoint and is the only code here that talks to the network),
-  with the cache, retries, bounded concurrency and a failure budget; `endpoint` holds its
+  with the cache, retries, bounded concurrency and a failure budget (`TokenCounter`: how an
+  answer's tokens are counted when not by the server); `endpoint` holds its
   settings (`LLMEndpoint`, `SamplingParams`, `RetryPolicy`, `ClientConfig`).
 - `cache`: `ResponseCache`, the SQLite file that makes re-runs and sweeps free.
 - `cost`: `Price` and `PriceTable`, tokens x price per 1M tokens.
@@ -35,7 +36,13 @@ from corea_jax.cascade.backend import (
     TransientError,
 )
 from corea_jax.cascade.cache import CacheCorruptedError, ResponseCache
-from corea_jax.cascade.client import CallCancelled, LLMClient, LLMRequest, LLMResponse
+from corea_jax.cascade.client import (
+    CallCancelled,
+    LLMClient,
+    LLMRequest,
+    LLMResponse,
+    TokenCounter,
+)
 from corea_jax.cascade.cost import DEFAULT_PRICES, Price, PriceTable
 from corea_jax.cascade.endpoint import ClientConfig, LLMEndpoint, RetryPolicy, SamplingParams
 from corea_jax.cascade.pipeline import evaluate, run
@@ -81,6 +88,7 @@ __all__ = [
     "Sweep",
     "TauChoice",
     "TauConfig",
+    "TokenCounter",
     "TransientError",
     "calibration_mask",
     "evaluate",

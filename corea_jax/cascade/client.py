@@ -25,7 +25,11 @@ gateways) it adds:
   `count_tokens` (the SLM's tokenizer, say) over the message contents and the answer text
   (`usage_source="tokenizer"`; chat-template tokens are not counted), or, without one, from
   `len(text) / chars_per_token` rounded up (default 4 characters per token [open];
-  `usage_source="estimate"`).
+  `usage_source="estimate"`). With `ClientConfig.usage="counted"` every answer, cached ones
+  included, is counted by `count_tokens` whatever the server says: a `TokenCounter` can count
+  as the SLM's own rows do (its chat template rendered around the messages, the end-of-turn
+  token of a finished reply), so both models of a cascade are billed alike (PAPER.md, "A cost
+  model that is fair to both sides"); its `source` is the `usage_source`.
 
 Settings (`LLMEndpoint`, `SamplingParams`, `ClientConfig`, `RetryPolicy`) and their defaults are
 in `corea_jax.cascade.endpoint`.
@@ -59,6 +63,52 @@ from corea_jax.cascade.endpoint import NO_KEY, ClientConfig, LLMEndpoint, Sampli
 from corea_jax.errors import CoreaError
 
 log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Token counting
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenCounter:
+    """How an answer's tokens are counted when they are not the server's.
+
+    Attributes:
+      text: tokens of a plain text (no special tokens added).
+      source: the `usage_source` of what it counts ("tokenizer", "estimate", "slm_tokenizer").
+      chat: tokens of the messages as a chat template renders them, the generation prompt
+        included (the prompt a model is fed); None counts each message's content alone, with
+        no chat-template tokens.
+      end_of_turn: tokens a finished reply (finish reason "stop") ends with that its text does
+        not show (an EOS / end-of-turn token); 0 counts the text alone.
+    """
+
+    text: Callable[[str], int]
+    source: str = "tokenizer"
+    chat: Callable[[list[dict]], int] | None = None
+    end_of_turn: int = 0
+
+    def prompt(self, messages: Sequence[Mapping[str, str]]) -> int:
+        if self.chat is None:
+            return sum(self.text(m["content"]) for m in messages)
+        return self.chat([dict(m) for m in messages])
+
+    def completion(self, text: str, finish_reason: str | None) -> int:
+        return self.text(text) + (self.end_of_turn if finish_reason == "stop" else 0)
+
+    def contents(self) -> TokenCounter:
+        """The same tokenizer over the contents alone (the fallback of `usage="api"`)."""
+        return TokenCounter(self.text)
+
+
+def as_counter(count_tokens, chars_per_token: float) -> TokenCounter:
+    """`count_tokens` (a `TokenCounter`, a `text -> tokens` function, or None: characters /
+    `chars_per_token` rounded up) as a `TokenCounter`."""
+    if isinstance(count_tokens, TokenCounter):
+        return count_tokens
+    if count_tokens is not None:
+        return TokenCounter(count_tokens)
+    return TokenCounter(lambda s: math.ceil(len(s) / chars_per_token), "estimate")
+
 
 # ---------------------------------------------------------------------------------------------
 # Requests and responses
@@ -95,8 +145,8 @@ class LLMResponse:
       qid: the request's id.
       text: the answer text ("" when `error` is set).
       prompt_tokens, completion_tokens: token usage (see `usage_source`).
-      usage_source: "api" (the response's `usage`), "tokenizer" (`count_tokens`) or "estimate"
-        (characters / `chars_per_token`).
+      usage_source: "api" (the response's `usage`), "tokenizer" (`count_tokens`), "estimate"
+        (characters / `chars_per_token`) or a `TokenCounter`'s own source ("slm_tokenizer").
       finish_reason: as reported by the server ("stop", "length", ...), or None.
       cached: answered from the cache, without a call.
       attempts: calls made for it in this run (0 when cached).
@@ -183,8 +233,10 @@ class LLMClient:
       params: sampling parameters (`SamplingParams`), sent with every request.
       options: concurrency, timeouts, retries, failure budget (`ClientConfig`).
       cache: the response cache, or None for no cache.
-      count_tokens: the token counter for servers that omit `usage` (e.g. the SLM tokenizer's
-        `lambda s: len(tok.encode(s))`); None falls back to characters / `chars_per_token`.
+      count_tokens: the token counter for servers that omit `usage`, and for every answer with
+        `options.usage="counted"`: a `TokenCounter`, or a `text -> tokens` function (e.g. the
+        SLM tokenizer's `lambda s: len(tok.encode(s))`, over the message contents); None falls
+        back to characters / `chars_per_token`.
       backend: replaces the `openai` SDK backend (tests, other transports).
       seed: seeds the backoff jitter.
     """
@@ -196,7 +248,7 @@ class LLMClient:
         params: SamplingParams | None = None,
         options: ClientConfig | None = None,
         cache: ResponseCache | None = None,
-        count_tokens: Callable[[str], int] | None = None,
+        count_tokens: TokenCounter | Callable[[str], int] | None = None,
         backend: ChatBackend | None = None,
         seed: int = 0,
     ):
@@ -209,7 +261,7 @@ class LLMClient:
         self.params = params if params is not None else SamplingParams()
         self.options = options if options is not None else ClientConfig()
         self.cache = cache
-        self.count_tokens = count_tokens
+        self.counter = as_counter(count_tokens, self.options.chars_per_token)
         self.stats = ClientStats()
         key = endpoint.read_api_key() if backend is None else None
         self._secrets = tuple(s for s in (key,) if s and s != NO_KEY)
@@ -258,7 +310,7 @@ class LLMClient:
         answers: dict[str, LLMResponse] = {}
         if self.cache is not None:
             for key, payload in self.cache.get_many(unique).items():
-                answers[key] = self._from_payload(unique[key].qid, payload)
+                answers[key] = self._from_payload(unique[key], payload)
                 self.stats.cache_hits += 1
                 if progress:
                     progress(answers[key])
@@ -393,15 +445,10 @@ class LLMClient:
     def _answer(self, request: LLMRequest, reply: ChatReply, attempts: int, latency: float):
         prompt, completion = reply.prompt_tokens, reply.completion_tokens
         source = "api"
-        if prompt is None or completion is None:
-            count = self.count_tokens
-            source = "tokenizer"
-            if count is None:
-                per = self.options.chars_per_token
-                count = lambda s: math.ceil(len(s) / per)  # noqa: E731
-                source = "estimate"
-            prompt = sum(count(m["content"]) for m in request.messages)
-            completion = count(reply.text)
+        if self.options.usage == "counted" or prompt is None or completion is None:
+            source = self.counter.source
+            prompt = self.counter.prompt(request.messages)
+            completion = self.counter.completion(reply.text, reply.finish_reason)
         return LLMResponse(
             request.qid,
             reply.text,
@@ -419,10 +466,12 @@ class LLMClient:
         fields = ("text", "prompt_tokens", "completion_tokens", "usage_source", "finish_reason")
         return {f: getattr(answer, f) for f in fields}
 
-    def _from_payload(self, qid: str, payload: Mapping) -> LLMResponse:
+    def _from_payload(self, request: LLMRequest, payload: Mapping) -> LLMResponse:
+        """A cached answer; with `usage="counted"` recounted here, so an answer cached under
+        another counter (another SLM's tokenizer, a server's usage) is billed as this run's."""
         try:
-            return LLMResponse(
-                qid,
+            answer = LLMResponse(
+                request.qid,
                 str(payload["text"]),
                 int(payload["prompt_tokens"]),
                 int(payload["completion_tokens"]),
@@ -432,8 +481,17 @@ class LLMClient:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CoreaError(
-                f"response cache {self.cache.path}: question {qid}: bad cached response ({exc!r})"
+                f"response cache {self.cache.path}: question {request.qid}: bad cached response "
+                f"({exc!r})"
             ) from None
+        if self.options.usage != "counted":
+            return answer
+        return dataclasses.replace(
+            answer,
+            prompt_tokens=int(self.counter.prompt(request.messages)),
+            completion_tokens=int(self.counter.completion(answer.text, answer.finish_reason)),
+            usage_source=self.counter.source,
+        )
 
 
 def _renamed(answer: LLMResponse, qid: str) -> LLMResponse:

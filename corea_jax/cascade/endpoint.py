@@ -20,6 +20,7 @@ from corea_jax.errors import CoreaError
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NO_KEY = "EMPTY"  # what vLLM / SGLang accept when they run without authentication
+USAGE_MODES = ("api", "counted")  # ClientConfig.usage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,9 +118,15 @@ class ClientConfig:
     # The usage estimate (characters per token) when a server reports no usage and no
     # tokenizer is given.
     chars_per_token: float = 4.0
+    # Whose token counts an answer is billed at: "api" the server's `usage` (the client's
+    # counter only where a server omits it), what a provider bills [open]; "counted" the
+    # client's counter on every answer, cached ones included (`LLMClient`'s `count_tokens`).
+    usage: str = "api"
 
     def __post_init__(self):
         if self.concurrency < 1:
             raise CoreaError(f"ClientConfig.concurrency={self.concurrency}: must be >= 1")
         if not self.timeout_s > 0:
             raise CoreaError(f"ClientConfig.timeout_s={self.timeout_s}: must be > 0")
+        if self.usage not in USAGE_MODES:
+            raise CoreaError(f"ClientConfig.usage={self.usage!r}: choose from {USAGE_MODES}")
