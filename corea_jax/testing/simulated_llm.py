@@ -10,9 +10,22 @@ keys its answers on `simulated_identity(...)` (accuracy, levels, seed), never on
 Policy: the question is looked up by the content of the request's last (user) message. With
 probability `accuracy` (a hash of seed and question, so a re-run gives the same answers) the
 reply carries the gold answer, otherwise a wrong one (a number + 1, the next letter of a multiple
-choice, or the text "none"). The reply is in the project's output format
-`<think>simulated</think><answer>X</answer><confidence>0.9</confidence>`; usage is
-characters / 4 for the prompt and the reply [open].
+choice, or the text "none"). The reply, in the project's output format, is one of
+`SIMULATED_REPLIES` (the cascade's `llm.simulated_reply`):
+
+- "trace": a reasoning-length reply, as a real LLM writes one (PAPER.md, "A cost model that is
+  fair to both sides"): for a synthetic-task question its reference trace, the SFT warm-up
+  target (`synthetic.reference_completion`), stating confidence 0.90; a wrong reply is that
+  trace with its final result and its answer replaced by the wrong answer (`trace_reply`).
+  [open] fallback: a question with no reference trace (not synthetic) gets the stub below,
+  so there the simulated LLM is billed for a few tokens, not for a chain of thought: its cost
+  is a wiring check, not a figure.
+- "stub": `<think>simulated</think><answer>X</answer><confidence>0.9</confidence>` (`stub_reply`),
+  the replies of earlier versions, kept to reproduce them.
+
+Usage: with a `TokenCounter` (the cascade gives the SLM's, `llm.usage="slm"`) the prompt and the
+reply as it counts them; without one characters / 4 for the prompt and the reply [open] (the
+loopback server of the HTTP tests, `corea-jax serve`'s demo upstream).
 
 Accuracy per question (`question_accuracy`), first that applies: on a synthetic-task question
 with `difficulty_decay` > 0, `ceiling * exp(-decay * digit_operations(problem))`, so the LLM
@@ -29,12 +42,38 @@ import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from corea_jax.cascade.backend import ChatReply
 from corea_jax.testing.llm_server import AnswerPolicy
 
 _INT = re.compile(r"-?\d+")
+SIMULATED_REPLIES = ("trace", "stub")  # LLMConfig.simulated_reply
+TRACE_CONFIDENCE = 0.9  # the trace replies' stated confidence, the warm-up traces' (unused)
+
+
+def stub_reply(answer: str) -> str:
+    """The short reply: no reasoning, `answer`, confidence 0.9."""
+    return f"<think>simulated</think><answer>{answer}</answer><confidence>0.9</confidence>"
+
+
+def trace_reply(record, answer: str, confidence: float = TRACE_CONFIDENCE) -> str:
+    """The synthetic `record`'s reference trace (`synthetic.reference_completion`) ending in
+    `answer`: the gold one as is; another one with the last step's result and the answer tag
+    replaced (the chain goes wrong at its end, and is as long as the right one, give or take a
+    digit)."""
+    from corea_jax.data import synthetic
+
+    right = synthetic.reference_completion(record, confidence)
+    gold = str(synthetic.problem_of(record).answer)
+    if answer == gold:
+        return right
+    think, _, rest = right.partition("</think>")
+    head, sep, last = think.rpartition(f"= {gold}.")
+    think = f"{head}= {answer}." if sep and not last else think
+    return f"{think}</think>" + rest.replace(
+        f"<answer>{gold}</answer>", f"<answer>{answer}</answer>"
+    )
 
 
 def wrong_answer(gold: str, kind: str, n_choices: int = 0) -> str:
@@ -88,11 +127,21 @@ def question_accuracy(
 
 
 def gold_answer_policy(
-    answers: Mapping[str, tuple], accuracy: float, seed: int = 0
+    answers: Mapping[str, tuple],
+    accuracy: float,
+    seed: int = 0,
+    *,
+    replies: Mapping[str, Callable[[str], str]] | None = None,
+    counter=None,
 ) -> AnswerPolicy:
     """`answers` maps a request's last message to (gold, kind, number of choices) or to
     (gold, kind, number of choices, accuracy): a per-question accuracy (e.g. by the synthetic
-    task's difficulty level) overrides the global `accuracy`."""
+    task's difficulty level) overrides the global `accuracy`.
+
+    `replies` maps a last message to its reply writer (`answer -> text`, e.g. `trace_reply` of
+    its record); a question without one gets `stub_reply`. `counter`: a
+    `corea_jax.cascade.TokenCounter` for the usage reported (None: characters / 4)."""
+    replies = replies or {}
 
     def policy(messages, params):
         del params
@@ -102,7 +151,9 @@ def gold_answer_policy(
         digest = hashlib.sha256(f"{seed}|{question}".encode()).digest()
         right = int.from_bytes(digest[:8], "big") / 2**64 < p_right
         answer = gold if right else wrong_answer(gold, kind, n_choices)
-        text = f"<think>simulated</think><answer>{answer}</answer><confidence>0.9</confidence>"
+        text = replies.get(question, stub_reply)(answer)
+        if counter is not None:
+            return text, counter.prompt(messages), counter.completion(text, "stop")
         prompt = sum(len(str(m.get("content", ""))) for m in messages)
         return text, math.ceil(prompt / 4), math.ceil(len(text) / 4)
 
@@ -114,14 +165,20 @@ def simulated_identity(
     seed: int = 0,
     accuracy_by_level: Mapping[str, float] | None = None,
     difficulty: tuple[float, float] = (0.0, 0.99),
+    reply: str = "stub",
 ) -> str:
     """The name a gold-answer simulated LLM answers under (the response cache's key in place of
-    an endpoint URL): it changes whenever its answers can. `difficulty`: (decay, ceiling)."""
+    an endpoint URL): it changes whenever its answers can. `difficulty`: (decay, ceiling);
+    `reply`: one of `SIMULATED_REPLIES` (a "stub" name is that of earlier versions, so their
+    caches stay valid for stub replies and are never read for trace replies)."""
+    if reply not in SIMULATED_REPLIES:
+        raise ValueError(f"simulated reply {reply!r}: choose from {SIMULATED_REPLIES}")
     levels = json.dumps(dict(accuracy_by_level or {}), sort_keys=True)
     if difficulty[0] > 0:
         levels += f"|difficulty{difficulty[0]:g},{difficulty[1]:g}"
     digest = hashlib.sha256(levels.encode()).hexdigest()[:8]
-    return f"simulated-llm:acc{accuracy:g}-levels{digest}-seed{seed}"
+    name = f"simulated-llm:acc{accuracy:g}-levels{digest}-seed{seed}"
+    return name if reply == "stub" else f"{name}-reply-{reply}-v1"
 
 
 class SimulatedChatBackend:
