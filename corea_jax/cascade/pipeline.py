@@ -233,7 +233,7 @@ def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
             {name: (per_sample(recs, k), t) for name, (recs, t) in questions.items()}, slm,
             {name: np.repeat(m, k) for name, m in calibration_masks(cfg, questions).items()},
         )  # fmt: skip
-        llm, llm_stats = llm_pass(cfg, llm_cache, questions, grader, answerer.count_tokens)
+        llm, llm_stats = llm_pass(cfg, llm_cache, questions, grader, answerer.token_counter())
     header = {
         "model_dir": str(answerer.model_dir),
         "llm_calls": llm_stats,
@@ -254,7 +254,7 @@ def _run_fixed(cfg: CascadeConfig, workdir: Path, questions, slm, answerer, grad
     """`tau.fixed` set: the LLM answers only the deferred questions (see `cascade.fixed`)."""
     defer = fixed.deferred(cfg, slm)
     subset, answers, stats = fixed.ask_deferred(
-        cfg, workdir, questions, defer, answerer.count_tokens
+        cfg, workdir, questions, defer, answerer.token_counter()
     )
     llm = {
         name: scored_llm_rows(cfg, records, answers[name], grader)

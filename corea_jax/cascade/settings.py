@@ -12,7 +12,9 @@ defaults and overrides only what differs.
 [open] defaults chosen here: SLM decoding greedy (`temperature=0`) with the paper's 2048-token
 responses; tau picked on half of each dataset (`calibration_fraction=0.5`) from a 0.01 grid by
 the paper's rule first ("llm_pass"), then "within_llm" (2 points) and "budget" (0.8 x LLM-only);
-an invalid confidence counts as 0 (defer); the simulated LLM is right at 0.7.
+an invalid confidence counts as 0 (defer); the simulated LLM is right at 0.7; both models are
+sent the SLM's messages and, for the simulated LLM, counted with the SLM's tokenizer, the
+simulated LLM writing reference-trace replies (`LLMConfig`: billing alike).
 """
 
 from __future__ import annotations
@@ -30,18 +32,48 @@ from corea_jax.errors import CoreaError
 from corea_jax.scoring.grading import GradingConfig
 from corea_jax.sections import build_section
 
+LLM_MESSAGES = ("slm", "system")  # LLMConfig.messages
+LLM_USAGE = ("auto", "slm", "api")  # LLMConfig.usage
+
 
 @dataclasses.dataclass(frozen=True)
 class LLMConfig:
     """The LLM: where it is, how it samples, how the client calls it, or the SIMULATED one.
 
-    `api_key_env` names the environment variable holding the key ("" = no key). `system` is the
-    LLM's system text ("" = `corea_jax.data.DEFAULT_SYSTEM`, the SLM's instructions, so both
-    answer in the same layout). With `simulated=True` no endpoint is called: the in-process
-    `corea_jax.testing.simulated_llm` answers with the gold answer at `simulated_accuracy`, or
-    at `simulated_accuracy_by_level["STEPS,DIGITS"]` for a synthetic question of that level,
-    or, with `simulated_difficulty_decay` > 0, at `simulated_difficulty_ceiling *
+    `api_key_env` names the environment variable holding the key ("" = no key). With
+    `simulated=True` no endpoint is called: the in-process `corea_jax.testing.simulated_llm`
+    answers with the gold answer at `simulated_accuracy`, or at
+    `simulated_accuracy_by_level["STEPS,DIGITS"]` for a synthetic question of that level, or,
+    with `simulated_difficulty_decay` > 0, at `simulated_difficulty_ceiling *
     exp(-decay * digit operations)` of the question (`simulated_llm.question_accuracy`).
+
+    Billing both models alike (PAPER.md, "A cost model that is fair to both sides"), three
+    choices, each [open]:
+
+    `messages`, what the LLM is sent: "slm" (default) the SLM's own chat messages, whatever
+    its prompt template sends (`PromptTemplates.messages`: on the benchmarks `DEFAULT_SYSTEM`
+    and the question, so a paper run sends exactly what it always did; on the synthetic task,
+    `SYNTHETIC_PROMPTS`, the bare question with no system message, as the demo's SLM was
+    trained), so both models are billed for the same prompt; "system" the system text
+    `system` ("" = `corea_jax.data.DEFAULT_SYSTEM`) and the SLM's user text, for an LLM that
+    needs instructions the SLM was trained without (it is then billed for them). `system`
+    set with `messages="slm"` is an error: it would not be sent. `corea-jax serve` reads
+    `system` only (its requests bring their own messages).
+
+    `usage`, whose token counts the LLM is billed at: "slm" counts its prompt and reply with
+    the SLM's tokenizer exactly as the SLM's own rows are counted (`SLMAnswerer.token_counter`:
+    the prompt rendered by the SLM's chat template with its generation prompt, the reply's
+    tokens plus the end-of-turn token a finished reply ends with; chat-template tokens counted
+    on both sides), so equal texts cost equal tokens; "api" what the endpoint reports (what a
+    provider bills; the SLM's tokenizer over the message contents where it reports nothing);
+    "auto" (default) "slm" for the simulated LLM (it has no usage of its own: it reports that
+    count) and "api" for a real endpoint (a paper run bills what it always did).
+
+    `simulated_reply`, what the simulated LLM writes (`simulated_llm.SIMULATED_REPLIES`):
+    "trace" (default) a reasoning-length reply, the synthetic task's reference trace of the
+    question with the policy's answer (a stub where a question has none: not synthetic);
+    "stub" the 18-token `<think>simulated</think>` reply of earlier versions. The simulated
+    identity (the cache key) names it, so cached stub replies are never read as traces.
     """
 
     base_url: str = "http://localhost:8000/v1"
@@ -60,6 +92,24 @@ class LLMConfig:
     simulated_accuracy_by_level: Mapping[str, float] = dataclasses.field(default_factory=dict)
     simulated_difficulty_decay: float = 0.0
     simulated_difficulty_ceiling: float = 0.99
+    messages: str = "slm"
+    usage: str = "auto"
+    simulated_reply: str = "trace"
+
+    def __post_init__(self):
+        from corea_jax.testing.simulated_llm import SIMULATED_REPLIES
+
+        for name, allowed in (("messages", LLM_MESSAGES), ("usage", LLM_USAGE),
+                              ("simulated_reply", SIMULATED_REPLIES)):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise CoreaError(f"llm.{name}={getattr(self, name)!r}: choose from {allowed}")
+
+    @property
+    def billed_usage(self) -> str:
+        """`usage` resolved: "slm" or "api"."""
+        if self.usage == "auto":
+            return "slm" if self.simulated else "api"
+        return self.usage
 
     def simulated_accuracy_of(self, record) -> float:
         """The simulated LLM's probability of answering `record` right."""
@@ -82,6 +132,7 @@ class LLMConfig:
             timeout_s=self.timeout_s,
             retry=RetryPolicy(max_attempts=self.max_attempts),
             max_failed_questions=self.max_failed_questions,
+            usage="counted" if self.billed_usage == "slm" else "api",
         )
 
 
@@ -226,6 +277,11 @@ class CascadeConfig:
     def __post_init__(self):
         if not self.datasets:
             raise CoreaError("datasets: empty; name at least one dataset")
+        if self.llm.system and self.llm.messages == "slm":
+            raise CoreaError(
+                "llm.system is set but llm.messages='slm' sends the SLM's own messages; set "
+                "llm.messages='system' to send it"
+            )
         if self.tau.fixed is not None and self.slm.samples != 1:
             raise CoreaError(
                 f"tau.fixed with slm.samples={self.slm.samples}: a fixed-tau cascade serves one "

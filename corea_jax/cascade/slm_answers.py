@@ -268,6 +268,24 @@ class SLMAnswerer:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def count_chat(self, messages) -> int:
+        """Tokens of `messages` as the SLM is fed them: its chat template, the generation prompt
+        opened, encoded as `encode_prompt` does (so the SLM's own messages count its
+        `prompt_tokens`)."""
+        from corea_jax.models import render_chat
+
+        return self.count_tokens(render_chat(self.tokenizer, list(messages)))
+
+    def token_counter(self):
+        """A `TokenCounter` counting another model's prompt and reply as this SLM's rows are
+        counted: `prompt_tokens` the chat-template-rendered prompt, `completion_tokens` the
+        reply's tokens plus the one EOS / end-of-turn token the sampler counts when a reply
+        ends by itself (finish reason "stop" from a chat endpoint, "eos" here). Chat-template
+        tokens are thus counted on both sides (`LLMConfig.usage="slm"`)."""
+        from corea_jax.cascade.client import TokenCounter
+
+        return TokenCounter(self.count_tokens, "slm_tokenizer", self.count_chat, end_of_turn=1)
+
     def answer(self, name: str, records, templates) -> list[dict]:
         """`slm.samples` rows per record, question-major (record 0's samples, then record 1's,
         ...): id, sample, text, prompt/completion tokens, finish reason, avgprob (arithmetic)
