@@ -43,10 +43,20 @@ def test_cascade_writes_questions_summary_and_report(deepmath_run):
     assert {r["split"] for r in rows} == {"calibration", "test"}
     for r in rows:
         assert r["slm_cost"] > 0 and r["llm_cost"] > 0
+        # Not synthetic: no reference trace, the stub reply (llm.simulated_reply's fallback).
         assert r["llm_text"].startswith("<think>simulated</think>")
-        assert r["slm_prompt_tokens"] > 0 and r["llm_usage_source"] == "api"
+        # The simulated LLM is counted with the SLM's tokenizer (llm.usage "auto").
+        assert r["slm_prompt_tokens"] > 0 and r["llm_usage_source"] == "slm_tokenizer"
+        # Sent the SLM's own messages: the same prompt, the same count.
+        assert r["llm_prompt_tokens"] == r["slm_prompt_tokens"]
     summary = first["summary"]
     assert summary["simulated_llm"] is True
+    assert summary["billing"] == {"llm_messages": "slm", "llm_usage": "slm",
+                                  "llm_simulated_reply": "trace"}  # fmt: skip
+    cost = summary["groups"]["deepmath500"]["cost_per_question"]
+    test = [r for r in rows if r["split"] == "test"]
+    assert cost["llm_only"] == pytest.approx(sum(r["llm_cost"] for r in test) / len(test))
+    assert cost["slm_vs_llm"] == pytest.approx(cost["slm_only"] / cost["llm_only"])
     assert summary["llm_calls"]["calls"] == 6 and summary["slm_samples_drawn"] == 6
     signals = summary["groups"]["deepmath500"]["signals"]
     assert set(signals) == {"verbalized", "avgprob"}
@@ -57,6 +67,8 @@ def test_cascade_writes_questions_summary_and_report(deepmath_run):
     assert {t["system"] for t in table} == {"slm_only", "llm_only", "oracle", "cascade"}
     report = (workdir / "report.md").read_text()
     assert "SIMULATED" in report and "tau by llm_pass" in report
+    assert "cost per question on the test split: SLM only USD" in report
+    assert "SLM only / LLM only = " in report
     for png in ("pass_cost_llm_vs_tau.png", "pass_vs_cost.png", "reliability.png"):
         assert (workdir / "report" / "deepmath500" / png).stat().st_size > 1000
 

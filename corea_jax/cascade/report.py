@@ -353,7 +353,18 @@ def cascade_markdown(result) -> str:
         f"LLM {_price(result.prices['llm'])}.",
         "",
     ]
+    billing = result.summary.get("billing")
+    if billing:
+        reply = billing["llm_simulated_reply"]
+        md += [
+            f"The LLM is sent {_MESSAGES[billing['llm_messages']]}; its tokens are "
+            f"{_USAGE[billing['llm_usage']]}"
+            + (f"; the simulated LLM writes {_REPLIES[reply]}." if reply else "."),
+            "",
+        ]
     for group, g in result.groups.items():
+        if g.entry.get("cost_per_question"):
+            md += [cost_line(group, g.entry["cost_per_question"]), ""]
         for signal, s in g.signals.items():
             md.append(summary_table(s.sweep, s.choices, f"{group}: {signal} confidence"))
             md.append("95% intervals on the test split (bootstrap over questions):")
@@ -370,6 +381,30 @@ def cascade_markdown(result) -> str:
             "",
         ]
     return "\n".join(md) + "\n"
+
+
+_MESSAGES = {"slm": "the SLM's own messages", "system": "its own system text and the SLM's "
+             "user text"}  # fmt: skip
+_USAGE = {"slm": "counted with the SLM's tokenizer as the SLM's are (chat-template tokens "
+          "on both sides)", "api": "as its endpoint reports them"}  # fmt: skip
+_REPLIES = {"trace": "the synthetic task's reference traces (a stub reply elsewhere)",
+            "stub": "18-token stub replies"}  # fmt: skip
+
+
+def cost_line(group: str, cost: dict) -> str:
+    """One line of `report.md`: a group's cost per question of SLM only and of LLM only (test
+    split), with their tokens and ratio, so a reader sees the regime the savings come from."""
+    tokens = cost["tokens"]
+
+    def side(name: str) -> str:
+        t = tokens[name]
+        return (f"USD {cost[f'{name}_only']:.3g} ({t['prompt']:.0f} prompt + "
+                f"{t['completion']:.0f} completion tokens)")  # fmt: skip
+
+    ratio = cost["slm_vs_llm"]
+    ratio_s = "n/a" if ratio is None else f"{ratio:.3f}"
+    return (f"{group}, cost per question on the test split: SLM only {side('slm')}, LLM only "
+            f"{side('llm')}; SLM only / LLM only = {ratio_s}.")  # fmt: skip
 
 
 def write_evaluation(out_dir, slm: Mapping[str, list], metrics: dict, series, bins, invalid):

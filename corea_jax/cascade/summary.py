@@ -91,6 +91,12 @@ def summarize(cfg: CascadeConfig, rows: list[dict], header: dict) -> CascadeResu
         "signals": list(cfg.signals.use),
         "invalid_confidence": cfg.tau.invalid_confidence,
         "fitted_signals": header.get("fitted_signals", {}),
+        # What each side is sent and counted with (`LLMConfig`: billing both alike).
+        "billing": {
+            "llm_messages": llm.messages,
+            "llm_usage": llm.billed_usage,
+            "llm_simulated_reply": llm.simulated_reply if simulated else None,
+        },
         "groups": {},
     }
     results = {}
@@ -139,6 +145,7 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
         entry["slm_by_level"] = per_group_calibration(
             slm_conf[~mask], correct[~mask], test_levels, n_bins=bins
         )
+    entry["cost_per_question"] = cost_per_question([r for r in rows if r["split"] == "test"])
     test_llm = np.array([r["llm_correct"] for r in rows if r["split"] == "test"], float)
     entry["llm_intervals"] = {"pass_at_1": stats.bootstrap(np.mean, test_llm.reshape(-1, k),
                                                            seed=tau.seed).to_dict()}  # fmt: skip
@@ -205,6 +212,30 @@ def _group(cfg: CascadeConfig, rows: list[dict]) -> GroupResult:
             ],  # fmt: skip
         }
     return GroupResult(entry, results, reliability)
+
+
+def cost_per_question(rows: list[dict]) -> dict:
+    """The regime of a group's (test) rows: the mean cost per question of SLM only and of LLM
+    only (USD), their ratio `slm_vs_llm` (None when the LLM costs nothing), each side's mean
+    prompt and completion tokens, and the LLM's usage sources. Pure."""
+    if not rows:
+        return {}
+    mean = {key: float(np.mean([r[key] for r in rows])) for key in (
+        "slm_cost", "llm_cost", "slm_prompt_tokens", "slm_completion_tokens",
+        "llm_prompt_tokens", "llm_completion_tokens")}  # fmt: skip
+    return {
+        "slm_only": mean["slm_cost"],
+        "llm_only": mean["llm_cost"],
+        "slm_vs_llm": mean["slm_cost"] / mean["llm_cost"] if mean["llm_cost"] > 0 else None,
+        "tokens": {
+            side: {
+                "prompt": mean[f"{side}_prompt_tokens"],
+                "completion": mean[f"{side}_completion_tokens"],
+            }
+            for side in ("slm", "llm")
+        },  # fmt: skip
+        "llm_usage_source": sorted({str(r["llm_usage_source"]) for r in rows}),
+    }
 
 
 def _expected_pass(test: CascadeData, p_llm: np.ndarray, tau: float, invalid: float) -> float:
