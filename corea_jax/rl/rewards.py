@@ -16,6 +16,11 @@ Defaults for what the paper leaves open (fields of `RewardConfig`):
   format reward;
 - p_hat counts the sample itself (`target="group"`, the paper's definition); `"group_loo"`
   gives the leave-one-out accuracy of the other G - 1 samples instead;
+- `target_mix` lambda = 1: the target is `TARGETS[target]` alone (COREA's p_hat). In general it
+  is lambda * TARGETS[target] + (1 - lambda) * c, the sample's own correctness: 0 is the sample
+  target (Brier-like), 0.5 DCPO's blend of group and sample (arXiv 2603.09117). With
+  `target="sample"` every lambda gives c. lambda = 1 computes exactly what the kernel computed
+  before the option existed (1 * p + 0 * c is p in floating point);
 - KL direction: KL(Bernoulli(target) || Bernoulli(q)), the target's law first, like a
   cross-entropy against p_hat; q is clipped to [kl_eps, 1 - kl_eps] with `kl_eps=0.01`, so the
   term is bounded by log(1/kl_eps) ~ 4.6 (with a smaller eps, one overconfident miss could
@@ -129,6 +134,8 @@ class RewardConfig:
     Attributes:
       calibration: a key of `DISTANCES`, or None for no calibration term (RLVR).
       target: a key of `TARGETS`: "group" (p_hat), "group_loo", or "sample" (Brier).
+      target_mix: lambda in [0, 1]: the calibration target is lambda * TARGETS[target] +
+        (1 - lambda) * c (1: the target alone, COREA; 0: c; 0.5: DCPO).
       correctness_weight, format_weight, calibration_weight: the weights of the sum.
       kl_eps: confidence clipping for the "kl" distance.
       failed_calibration: the calibration term where the format failed: "zero" (PAPER.md) or
@@ -137,6 +144,7 @@ class RewardConfig:
 
     calibration: str | None = "l1"
     target: str = "group"
+    target_mix: float = 1.0
     correctness_weight: float = 1.0
     format_weight: float = 1.0
     calibration_weight: float = 1.0
@@ -153,6 +161,8 @@ class RewardConfig:
             raise CoreaError(
                 f"RewardConfig.target={self.target!r}: expected one of {sorted(TARGETS)}"
             )
+        if not 0.0 <= self.target_mix <= 1.0:  # NaN fails too
+            raise CoreaError(f"RewardConfig.target_mix={self.target_mix}: must be in [0, 1]")
         if not 0.0 < self.kl_eps < 0.5:
             raise CoreaError(f"RewardConfig.kl_eps={self.kl_eps}: must be in (0, 0.5)")
         if self.failed_calibration not in FAILED_CALIBRATION:
@@ -197,8 +207,14 @@ class RewardPresetConfig:
     format_weight: float = RewardConfig.format_weight
     calibration_weight: float = RewardConfig.calibration_weight
     kl_eps: float = RewardConfig.kl_eps
+    target_mix: float = RewardConfig.target_mix  # [open] 1: the preset's target (COREA's p_hat)
     extra_term: str = ""
     failed_calibration: str = ""  # "" = the preset's ("worst" for corea_kl, else "zero")
+
+    def __post_init__(self):
+        # Checked when the config is read, not at the first rollout's `kernel()`.
+        if not 0.0 <= self.target_mix <= 1.0:  # NaN fails too
+            raise CoreaError(f"reward.target_mix={self.target_mix}: must be in [0, 1]")
 
     def kernel(self) -> RewardConfig:
         """The `RewardConfig` the reward kernel is jitted with."""
@@ -209,6 +225,7 @@ class RewardPresetConfig:
             format_weight=self.format_weight,
             calibration_weight=self.calibration_weight,
             kl_eps=self.kl_eps,
+            target_mix=self.target_mix,
             **failed,
         )
 
@@ -231,12 +248,12 @@ def compute_rewards(
       A dict of `[B, G]` float32 arrays: "reward" (the weighted sum), and, unweighted for
       logging, "correctness", "format", "calibration" (-distance; where the format failed 0,
       or minus the worst distance with `failed_calibration="worst"`),
-      and "target" (p_hat, or c for "sample").
+      and "target" (p_hat, or c for "sample", blended with c by `target_mix`).
     """
     c = correct.astype(jnp.float32)
     ok = format_ok.astype(bool)
     f = ok.astype(jnp.float32)
-    target = TARGETS[config.target](c)
+    target = config.target_mix * TARGETS[config.target](c) + (1.0 - config.target_mix) * c
     if config.calibration is None:
         calibration = jnp.zeros_like(c)
     else:
@@ -258,3 +275,9 @@ def compute_rewards(
         "calibration": calibration,
         "target": target,
     }
+
+
+def outcome_reward(parts: dict[str, jnp.ndarray], config: RewardConfig) -> jnp.ndarray:
+    """`[B, G]`: the reward without its calibration term, w_c * correctness + w_f * format, from
+    `compute_rewards`' parts (the non-confidence tokens' reward of segment-wise advantages)."""
+    return config.correctness_weight * parts["correctness"] + config.format_weight * parts["format"]
