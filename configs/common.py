@@ -42,8 +42,16 @@ def base_config() -> ml_collections.ConfigDict:
     # The training sections hold their dataclasses' defaults (corea_jax/rl/config.py: the one
     # home of each default); only what differs for every run is overridden here, with a reason.
     c.rollout = dataclasses.asdict(RolloutConfig())
-    c.reward = dataclasses.asdict(RewardPresetConfig())  # preset: a key of rewards.PRESETS
-    c.advantage = dataclasses.asdict(AdvantageConfig())  # [open] RLCR: no std scaling
+    # preset: a key of rewards.PRESETS. [open] target_mix (lambda in [0, 1], default 1): the
+    # calibration target is lambda * p_hat + (1 - lambda) * c; 1 is COREA's group target (the
+    # paper), 0 the sample's own correctness, 0.5 DCPO's blend.
+    c.reward = dataclasses.asdict(RewardPresetConfig())
+    # [open] RLCR: no std scaling. [open] spans: "none" (default: one advantage per completion,
+    # as the paper's GRPO) or "confidence" (the <confidence> span's tokens get the calibration
+    # advantage, the others correctness + format: DCPO / BAE); confidence_baseline: "group"
+    # (default) or "outcome" (centred within a group's right and its wrong samples apart).
+    # See corea_jax/rl/advantages.py.
+    c.advantage = dataclasses.asdict(AdvantageConfig())
     c.loss = dataclasses.asdict(LossConfig())  # [open] clip 0.2 / 0.2, beta 0, token mean
     # Optional: None is dr_grpo's "the batch's C"; a placeholder lets an override set an int.
     c.loss.max_completion_len = config_dict.placeholder(int)

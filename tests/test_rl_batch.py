@@ -15,7 +15,8 @@ def test_rows_are_split_and_positions_are_not():
     s = batch_shardings(mesh, rows=8, prompt_slots=16, completion_len=32, with_ref=False)
     assert s.tokens.spec == s.valid.spec == PartitionSpec(("data", "fsdp"), None)
     assert s.weights.spec == s.old_logprobs.spec == PartitionSpec(("data", "fsdp"), None)
-    assert s.advantages.spec == PartitionSpec(("data", "fsdp"))
+    # Advantages are per token [R, C] (segment-wise advantages), rows split like the weights.
+    assert s.advantages.spec == PartitionSpec(("data", "fsdp"), None)
     assert s.ref_logprobs is None
     assert batch_shardings(mesh, 8, 16, 32, with_ref=True).ref_logprobs == s.weights
 

@@ -49,7 +49,9 @@ def test_a_grpo_batch_from_scored_groups():
     assert batch.tokens.shape == (4, 4 + 2) and batch.weights.shape == (4, 2)
     np.testing.assert_array_equal(batch.tokens[:, :4], [[0, 0, 0, 5]] * 2 + [[0, 0, 7, 8]] * 2)
     # Each group: one right at 0.9, one wrong at 0.2 -> rewards differ, advantages +/- equal.
-    assert batch.advantages[0] > 0 > batch.advantages[1]
+    # One advantage per completion, broadcast over its C = 2 slots.
+    assert batch.advantages.shape == (4, 2)
+    assert batch.advantages[0, 0] > 0 > batch.advantages[1, 0]
     np.testing.assert_allclose(batch.advantages[0::2], 0.45, rtol=1e-6)  # 1.6 - 1.15
     np.testing.assert_allclose(batch.advantages[1::2], -0.45, rtol=1e-6)  # 0.7 - 1.15
     np.testing.assert_array_equal(batch.old_logprobs, -1.0)

@@ -186,7 +186,7 @@ def test_make_batch_lays_out_left_padded_prompts_then_right_padded_completions()
     # token_mean over the 6 completion tokens; the empty completion gets no weight.
     np.testing.assert_allclose(batch.weights, (batch.tokens[:, 3:] != 0) / 6, rtol=1e-6)
     # SFT batches: zero advantages and old log-probs, with the right shapes and dtypes.
-    assert batch.advantages.shape == (3,) and not batch.advantages.any()
+    assert batch.advantages.shape == (3, 4) and not batch.advantages.any()
     assert batch.old_logprobs.shape == (3, 4) and not batch.old_logprobs.any()
     assert batch.tokens.dtype == np.int32 and batch.weights.dtype == np.float32
     with pytest.raises(CoreaError, match="prompt of 3 tokens exceeds 2 slots"):

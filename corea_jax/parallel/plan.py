@@ -219,7 +219,7 @@ def abstract_batch(workload: Workload, shardings: Batch) -> Batch:
         "tokens": ((r, t), jnp.int32),
         "valid": ((r, t), jnp.bool_),
         "weights": ((r, c), jnp.float32),
-        "advantages": ((r,), jnp.float32),
+        "advantages": ((r, c), jnp.float32),
         "old_logprobs": ((r, c), jnp.float32),
         "ref_logprobs": ((r, c), jnp.float32),
     }

@@ -36,7 +36,7 @@ def batch_shardings(
         tokens=rows_t,
         valid=rows_t,
         weights=rows_c,
-        advantages=named_sharding(mesh, ("batch",), (rows,)),
+        advantages=rows_c,  # [R, C]: per-token advantages (`AdvantageConfig.spans`)
         old_logprobs=rows_c,
         ref_logprobs=rows_c if with_ref else None,
     )

@@ -3,12 +3,14 @@
 Axis letters (`corea_jax.rl.rollout`): R rows (prompts x samples, flattened: a row is one
 completion), C completion slots, V vocab. The group axis is gone here on purpose: advantages
 are computed per group upstream (`corea_jax.rl.advantages`, `[B, G]`) and each row carries its
-own.
+own: `[R]`, one per completion (GRPO), or `[R, C]`, one per token (segment-wise advantages,
+`AdvantageConfig.spans`); `[R]` is the broadcast special case, A[r, t] = A[r].
 
 Loss, per completion token t of row r (PPO-style clipping, Schulman et al.; GRPO, Shao et al.):
 
     ratio = exp(logp - logp_old)
-    l[r, t] = -min(ratio * A_r, clip(ratio, 1 - eps_low, 1 + eps_high) * A_r) + beta * k3[r, t]
+    l[r, t] = -min(ratio * A[r, t], clip(ratio, 1 - eps_low, 1 + eps_high) * A[r, t])
+              + beta * k3[r, t]
     k3 = exp(ref - logp) - (ref - logp) - 1        (Schulman's unbiased, positive KL estimator)
 
 Aggregation is a weighted sum `sum(l * w)` whose weights `w [R, C]` are fixed from the *whole*
@@ -96,7 +98,7 @@ def policy_loss(
     Args:
       logprobs: [R, C] log-probs of the completion tokens under the policy being trained.
       old_logprobs: [R, C] under the rollout policy (the sampler's temperature-1 log-probs).
-      advantages: [R] one advantage per completion.
+      advantages: [R, C] per token, or [R] one per completion (broadcast over C).
       weights: [R, C] from `loss_weights` on the full batch (0 off the completion).
       ref_logprobs: [R, C] under the reference model; required when config.beta > 0.
 
@@ -104,7 +106,9 @@ def policy_loss(
       (loss, metrics): metrics are weighted sums too (so they add over micro-batches):
       "clip_fraction", "ratio", "kl" (the k3 estimate), "pg_loss".
     """
-    adv = advantages[:, None].astype(jnp.float32)
+    adv = advantages.astype(jnp.float32)
+    if adv.ndim == 1:
+        adv = adv[:, None]
     log_ratio = logprobs - old_logprobs
     ratio = jnp.exp(log_ratio)
     clipped = jnp.clip(ratio, 1.0 - config.eps_low, 1.0 + config.eps_high)

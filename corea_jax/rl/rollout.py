@@ -44,12 +44,15 @@ class Task:
     """What the loop trains (or evaluates) on, one entry per question.
 
     prompts: chat-template token ids; items: what grading each question's answers needs (gold,
-    kind, multiple-choice options); references: SFT target completions, or None.
+    kind, multiple-choice options); references: SFT target completions, or None; levels: each
+    question's difficulty level (`corea_jax.rl.task.record_level`, None where it has none), or
+    None when the source has no levels (the per-level training metrics).
     """
 
     prompts: list[list[int]]
     items: list[ScoreItem]
     references: list[str] | None = None
+    levels: list[str | None] | None = None
 
 
 def rollout_seed(seed: int, step: int) -> int:

@@ -3,7 +3,9 @@
 Texts are scored once, on the host, by the one scoring path (`corea_jax.scoring.score`), with
 each question's `ScoreItem` (so multiple-choice answers are read as letters and graded with
 their options, exactly as the cascade grades them). What leaves is arrays: rewards
-(`corea_jax.rl.rewards`) and group-relative advantages (`corea_jax.rl.advantages`).
+(`corea_jax.rl.rewards`) and group-relative advantages (`corea_jax.rl.advantages`): one per
+completion, `[R]`, or with `AdvantageConfig.spans="confidence"` one per completion token,
+`[R, C]`, from the confidence span mask (`corea_jax.rl.spans`).
 
 An invalid confidence reads as 0 (PAPER.md [open] 4: a missing confidence means defer); the
 reward kernel never reads it where the format failed.
@@ -22,6 +24,7 @@ import numpy as np
 from corea_jax.errors import CoreaError
 from corea_jax.rl import advantages as adv_lib
 from corea_jax.rl import rewards
+from corea_jax.rl.diagnostics import rollout_diagnostics
 from corea_jax.scoring import metrics as metrics_lib
 from corea_jax.scoring.score import Scored, ScoreItem, score_texts
 
@@ -79,8 +82,12 @@ def group_rewards(
     return dict(parts, reward=parts["reward"] + extra, extra=extra)
 
 
-def rollout_metrics(scored: Scored, parts: dict, zero_variance_fraction) -> dict:
-    """Means of the reward parts, accuracy, format rate, the confidences and the batch ECE."""
+def rollout_metrics(
+    scored: Scored, parts: dict, zero_variance_fraction, levels: Sequence[str | None] | None = None
+) -> dict:
+    """Means of the reward parts, accuracy, format rate, the confidences, the batch ECE and the
+    diagnostics of `corea_jax.rl.diagnostics` (per-level keys when `levels`, the B questions'
+    levels, is given)."""
     conf = scored.confidence_or(0.0)[scored.format_ok]
     return {
         "reward": float(jnp.mean(parts["reward"])),
@@ -97,7 +104,13 @@ def rollout_metrics(scored: Scored, parts: dict, zero_variance_fraction) -> dict
             )
         ),
         "zero_variance_groups": float(zero_variance_fraction),
+        **rollout_diagnostics(scored.confidence_or(0.0), scored.correct, scored.format_ok, levels),
     }
+
+
+def has_calibration_term(config: rewards.RewardConfig) -> bool:
+    """The reward has a calibration term to give the confidence span (not rlvr, weight != 0)."""
+    return config.calibration is not None and config.calibration_weight != 0
 
 
 def rewards_and_advantages(
@@ -106,9 +119,46 @@ def rewards_and_advantages(
     reward: rewards.RewardConfig,
     advantage: adv_lib.AdvantageConfig,
     extra_term: Callable | None = None,
+    *,
+    span_mask: np.ndarray | None = None,
+    levels: Sequence[str | None] | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """[B, G] scores -> advantages [R] (row-major, one per completion) and the metrics."""
+    """[B, G] scores -> advantages and the metrics.
+
+    Advantages are row-major (row r = prompt r // G, sample r % G): `[R]` with
+    `advantage.spans="none"`; `[R, C]` with "confidence", where `span_mask` `[R, C]`
+    (`spans.confidence_span_mask`) marks each row's confidence-span tokens. Those get the
+    calibration advantage where the sample's format is valid and the reward has a calibration
+    term; every other slot the advantage of the reward without its calibration term
+    (`corea_jax.rl.advantages`). Without a calibration term (`has_calibration_term`) every
+    slot gets the one-advantage update's value, so the split is then exactly that update.
+    `levels`: the B questions' levels, for the per-level metrics.
+    """
     parts = group_rewards(scored, texts, reward, extra_term)
-    adv, stats = adv_lib.group_advantages(parts["reward"], advantage)
-    metrics = rollout_metrics(scored, parts, stats["zero_variance_fraction"])
-    return np.asarray(adv).reshape(-1), metrics
+    if advantage.spans == "none":
+        adv, stats = adv_lib.group_advantages(parts["reward"], advantage)
+        metrics = rollout_metrics(scored, parts, stats["zero_variance_fraction"], levels)
+        return np.asarray(adv).reshape(-1), metrics
+    b, g = scored.correct.shape
+    if span_mask is None or span_mask.shape[0] != b * g:
+        raise CoreaError(
+            f"advantage.spans={advantage.spans!r}: needs the [{b * g}, C] confidence span mask"
+        )
+    span = jnp.asarray(span_mask, bool).reshape(b, g, -1)
+    if not has_calibration_term(reward):
+        adv, stats = adv_lib.group_advantages(parts["reward"], advantage)
+        token_adv = adv_lib.token_advantages(adv, adv, span)
+        metrics = rollout_metrics(scored, parts, stats["zero_variance_fraction"], levels)
+    else:
+        outcome = rewards.outcome_reward(parts, reward) + parts.get("extra", 0.0)
+        rest, stats = adv_lib.group_advantages(outcome, advantage)
+        format_ok = jnp.asarray(scored.format_ok)
+        confidence, cal_stats = adv_lib.calibration_advantages(
+            reward.calibration_weight * parts["calibration"], jnp.asarray(scored.correct),
+            format_ok, advantage,
+        )  # fmt: skip
+        token_adv = adv_lib.token_advantages(rest, confidence, span & format_ok[..., None])
+        metrics = rollout_metrics(scored, parts, stats["zero_variance_fraction"], levels)
+        metrics["zero_variance_groups/confidence"] = float(cal_stats["zero_variance_fraction"])
+        metrics["confidence_span_tokens"] = float(jnp.sum(span & format_ok[..., None]) / (b * g))
+    return np.asarray(token_adv).reshape(b * g, -1), metrics

@@ -51,6 +51,22 @@ def _tfds_records(data, split: str, eval_size: int) -> list:
     return records[:eval_size]
 
 
+def record_level(record) -> str | None:
+    """A question's difficulty level as a metric-key-safe name, or None.
+
+    Synthetic records: "<steps>x<digits>" (e.g. "2x3": two operations on 3-digit numbers,
+    `synthetic.make_split`'s metadata). Others: their metadata's "level" (MATH500's "Level 3"
+    -> "Level_3"), else None.
+    """
+    meta = record.metadata or {}
+    if "steps" in meta and "digits" in meta:
+        return f"{int(meta['steps'])}x{int(meta['digits'])}"
+    level = meta.get("level")
+    if level is None or str(level).strip() == "":
+        return None
+    return "_".join(str(level).replace("/", " ").split())
+
+
 def build_task(
     data,
     tokenizer,
@@ -96,10 +112,12 @@ def build_task(
             )
             for r in records
         ]
+    levels = [record_level(r) for r in records]
     return Task(
         prompts=[prompt_lib.encode_prompt(r, tokenizer, templates) for r in records],
         items=[ScoreItem.from_record(r) for r in records],
         references=references,
+        levels=levels if any(lv is not None for lv in levels) else None,
     )
 
 

@@ -28,6 +28,8 @@ last good one is never overwritten. SIGTERM (preemption) saves a checkpoint and 
 Departures from standard GRPO (see `grpo.py` for the loss): advantages are mean-centred
 without std scaling by default (RLCR's choice; std scaling pushes models to overconfidence), and
 the rollout log-probs come from the sampler, so no extra forward pass computes the old policy.
+Optionally (`advantage.spans="confidence"`, off by default) the confidence span's tokens get
+the calibration advantage and the others the correctness one (`advantages`, `spans`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from corea_jax.rl.evaluation import evaluate
 from corea_jax.rl.metric_writers import MetricsWriter, peak_flops_per_chip, train_flops
 from corea_jax.rl.rollout import Task, rollout_seed, sample_groups
 from corea_jax.rl.rollout_rewards import load_extra_term, rewards_and_advantages, score_groups
+from corea_jax.rl.spans import confidence_span_mask
 from corea_jax.rl.task import build_task, check_data_source, scratch_texts
 from corea_jax.rl.train_step import (
     Batch,
@@ -85,10 +88,15 @@ def grpo_batch(sampler, tokenizer, task: Task, idx, *, run: RunConfig, step: int
     items = [task.items[i] for i in idx]
     scored = score_groups(rollout.texts, items, run.rollout.group_size, grader)
     seconds = time.perf_counter() - t0
-    advantages, metrics = rewards_and_advantages(
-        scored, rollout.texts, run.reward.kernel(), run.advantage, extra_term
-    )
     out = rollout.out
+    span_mask = None
+    if run.advantage.spans == "confidence":
+        span_mask = confidence_span_mask(tokenizer, out.tokens, out.lengths, rollout.texts)
+    advantages, metrics = rewards_and_advantages(
+        scored, rollout.texts, run.reward.kernel(), run.advantage, extra_term,
+        span_mask=span_mask,
+        levels=None if task.levels is None else [task.levels[i] for i in idx],
+    )  # fmt: skip
     batch = make_batch(
         prompts, out.prompt_index, out.tokens, out.lengths, prompt_slots=prompt_slots,
         loss_config=run.loss, advantages=advantages, old_logprobs=out.logprobs,

@@ -81,7 +81,7 @@ class Batch(NamedTuple):
     tokens: jax.Array  # [R, T] int32: prompt (left-padded, P slots) + completion (C slots)
     valid: jax.Array  # [R, T] bool: real tokens
     weights: jax.Array  # [R, C] float32 loss weights (0 off the completion)
-    advantages: jax.Array  # [R] float32 (unused by "sft")
+    advantages: jax.Array  # [R, C] float32 per completion token (unused by "sft")
     old_logprobs: jax.Array  # [R, C] float32 rollout-policy log-probs (unused by "sft")
     ref_logprobs: jax.Array | None = None  # [R, C] reference-model log-probs; only if beta > 0
 
@@ -418,6 +418,20 @@ def update_compiler_options(platform: str) -> dict[str, str] | None:
     return dict(CPU_UPDATE_OPTIONS) if platform == "cpu" else None
 
 
+def row_token_advantages(advantages, rows: int, completion_len: int) -> np.ndarray:
+    """None, [R] or [R, C] advantages -> [R, C] float32 (None: zeros)."""
+    if advantages is None:
+        return np.zeros((rows, completion_len), np.float32)
+    adv = np.asarray(advantages, np.float32)
+    if adv.shape == (rows,):
+        adv = adv[:, None]
+    elif adv.shape != (rows, completion_len):
+        raise CoreaError(
+            f"advantages of shape {adv.shape}: expected [{rows}] or [{rows}, {completion_len}]"
+        )
+    return np.ascontiguousarray(np.broadcast_to(adv, (rows, completion_len)))
+
+
 def make_batch(
     prompts,
     prompt_index,
@@ -436,7 +450,9 @@ def make_batch(
     Args:
       prompts: the B prompts as token lists; row r uses prompts[prompt_index[r]].
       completions: [R, C] sampled tokens; lengths [R] how many are real.
-      advantages: [R] (GRPO) or None (SFT: zeros); old_logprobs [R, C] or None (zeros);
+      advantages: [R, C] per token, [R] one per completion (broadcast to [R, C]: the Batch
+        always holds [R, C], so one update compiles for both), or None (SFT: zeros);
+      old_logprobs: [R, C] or None (zeros);
       ref_logprobs: [R, C] under the reference model (KL penalty, beta > 0) or None.
     """
     completions = np.asarray(completions, np.int32)
@@ -457,9 +473,7 @@ def make_batch(
         tokens=tokens,
         valid=valid,
         weights=weights,
-        advantages=np.zeros(rows, np.float32)
-        if advantages is None
-        else np.asarray(advantages, np.float32),
+        advantages=row_token_advantages(advantages, rows, c),
         old_logprobs=np.zeros((rows, c), np.float32)
         if old_logprobs is None
         else np.asarray(old_logprobs, np.float32),
