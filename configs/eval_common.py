@@ -58,6 +58,10 @@ def eval_config(datasets) -> ml_collections.ConfigDict:
     c.output_format = CascadeConfig.output_format  # parsing.FORMATS; choice questions: a letter
     c.datasets = {name: dict(DATASETS[name]) for name in datasets}
     c.slm = dataclasses.asdict(SLMConfig())
+    # Billing both models alike (LLMConfig's docstring): the LLM is sent the SLM's own messages
+    # (llm.messages="slm"), a simulated LLM is counted with the SLM's tokenizer and a real one
+    # by its endpoint's usage (llm.usage="auto"), and a simulated LLM writes the synthetic
+    # task's reference traces (llm.simulated_reply="trace").
     c.llm = dataclasses.asdict(LLMConfig())
     # (model, input USD / 1M tokens, output USD / 1M tokens), added to / overriding
     # corea_jax.cascade.DEFAULT_PRICES (assumed 2025 serverless list prices).

@@ -14,7 +14,9 @@ step 1 alone; `run` is all of it, as compute then render:
    A question the LLM failed within `llm.max_failed_questions` counts as wrong at zero LLM cost
    in this run's report.
 3. `question_rows` (pure): costs, tokens x the price table (`CascadeConfig.price_table`), the
-   SLM priced as `slm.price_name` on every question, and each question's split
+   SLM priced as `slm.price_name` on every question (both sides billed alike by default: the
+   LLM sent the SLM's messages, a simulated one counted with the SLM's tokenizer,
+   `LLMConfig`), and each question's split
    (`calibration_mask`: `tau.calibration_fraction` of the questions by a seeded hash of its
    problem text, so a problem asked twice is on one side only).
    Before step 2, `signals.fitted_scores` adds the probe's and the router's scores when

@@ -10,6 +10,8 @@ and the writers of a cascade run's and an evaluation's output files.
   probe, router) on the same questions, each signal's tau by the first rule marked.
 - `plot_reliability`: one reliability diagram per confidence signal (accuracy per confidence bin
   against the diagonal, bin counts underneath), ECE and AUROC in each title.
+- `cost_line`: a group's cost per question of SLM only and of LLM only, their tokens and ratio
+  (with what the LLM is sent and counted with, in `report.md`'s header).
 - `write_cascade`: a `pipeline.CascadeResult` as `questions.jsonl`, `summary.json`,
   `summary.csv`, `report.md` and `report/GROUP/*`; `write_evaluation`: `corea-jax evaluate
   --config`'s `eval/` files. Every file (and the `report/` folder as a whole) is written beside

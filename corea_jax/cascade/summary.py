@@ -5,8 +5,10 @@ several) and, per group and per confidence signal of `signals.use`, picks tau on
 calibration split by each rule of `tau.rules` and reports it on the test split, with the sweep,
 the baselines, bootstrap intervals (questions resampled with their `slm.samples` samples), the
 signal's calibration (ECE equal-width and equal-mass, Brier, AUROC, AURC, distinct values),
-per-level calibration where the questions have levels, the LLM's own interval and, for a
-simulated LLM whose chance of being right is known, each tau's expected pass@1. It returns a
+per-level calibration where the questions have levels, the LLM's own interval, the cost per
+question of SLM only and of LLM only with their ratio and tokens (`cost_per_question`: the
+regime the savings come from) and, for a simulated LLM whose chance of being right is known,
+each tau's expected pass@1. It returns a
 `CascadeResult` for `report.write_cascade`. `evaluation_metrics` is `corea-jax evaluate`'s.
 """
 
