@@ -63,7 +63,7 @@ def get_config(arg=None):
     if name == "demo":
         workdir, _, seed = rest.partition(",")
         workdir = workdir or DEMO_WORKDIR
-        slm = f"corea-s{int(seed or 0)}"  # corea_jax.cli.demo_experiment.slm_name
+        slm = f"corea-s{int(seed or 0)}"  # corea_jax.demo.tables.slm_name
         c.slm.path = f"{workdir}/policies/{slm}/export"
         c.slm.missing_hint = f"corea-jax demo --workdir {workdir}"
         c.slm.system = ""  # the demo's SLM was trained on the bare question (SYNTHETIC_PROMPTS)

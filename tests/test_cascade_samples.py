@@ -14,7 +14,7 @@ from corea_jax.cascade.intervals import choice_intervals
 from corea_jax.cascade.pipeline import run
 from corea_jax.cascade.sweep import CascadeData
 from corea_jax.cli.config import load_config
-from corea_jax.cli.demo_run import BUNDLED_WARMUP
+from corea_jax.demo.stages import BUNDLED_WARMUP
 from corea_jax.errors import CoreaError
 from corea_jax.scoring import stats
 

@@ -13,7 +13,7 @@ from corea_jax import cli
 from corea_jax.cascade.compare import PAPER_SYSTEMS, SLM_ROWS, CompareConfig
 from corea_jax.cascade.compare import run as compare_run
 from corea_jax.cli.config import load_config
-from corea_jax.cli.demo_run import BUNDLED_WARMUP
+from corea_jax.demo.stages import BUNDLED_WARMUP
 from corea_jax.errors import CoreaError
 
 pytestmark = pytest.mark.usefixtures("shared_data")

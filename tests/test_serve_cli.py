@@ -41,7 +41,7 @@ def test_config_sections_are_typed_and_checked():
     config = ServeConfig.from_config(load_config(CONFIG, ["--config.engine.row_buckets=(4,)"]))
     assert config.engine.row_buckets == (4,) and config.server.upstream_failure == "fallback"
     demo = ServeConfig.from_config(load_config(f"{CONFIG}:demo,/some/dir"))
-    # The layout `corea-jax demo` writes (corea_jax/cli/demo_run.py), its first seed by default
+    # The layout `corea-jax demo` writes (corea_jax/demo/stages.py), its first seed by default
     assert demo.slm.path == "/some/dir/policies/corea-s0/export" and demo.llm.simulated
     assert demo.tau.summary == "/some/dir/compare/slms/corea-s0/summary.json"
     assert demo.llm.simulated_difficulty_decay == 0.025

@@ -1,4 +1,4 @@
-"""`corea-jax demo`: COREA's method end to end, offline, on a CPU (see corea_jax/cli/demo_run.py).
+"""`corea-jax demo`: COREA's method end to end, offline, on a CPU (the library: corea_jax/demo).
 
     corea-jax demo [--workdir DIR] [--config=configs/demo.py[:quick]] [--config.KEY=VALUE ...]
 
@@ -19,15 +19,16 @@ def add_arguments(parser):
         "--warmup-only",
         action="store_true",
         help="stop after the SFT warm-up and print its model directory (with "
-        "--config.warmup_model='' this regenerates the bundled warm start)",
+        "--config.warmup.model='' this regenerates the bundled warm start)",
     )
 
 
 def run(args) -> int:
-    from corea_jax.cli.demo_run import run as demo_run
+    from corea_jax.demo import DemoConfig
+    from corea_jax.demo import run as demo_run
     from corea_jax.errors import CoreaError
 
     if args.config is None:  # the CLI loads DEFAULT_CONFIG whenever it exists
         raise CoreaError(f"{DEFAULT_CONFIG}: demo config not found; pass --config=FILE.py")
-    demo_run(args.config, args.workdir, warmup_only=args.warmup_only)
+    demo_run(DemoConfig.from_config(args.config), args.workdir, warmup_only=args.warmup_only)
     return 0

@@ -1,7 +1,7 @@
 """The demo's plots: risk-coverage curves of each policy's stated confidence (AURC in the
 legend), and COREA's cascade over tau across seeds (mean with the min-max band of the seeds).
 
-Both read the compare stage's per-question rows through `demo_experiment.seed_arrays`; matplotlib
+Both read the compare stage's per-question rows through `tables.seed_arrays`; matplotlib
 `Figure` objects are used directly (no pyplot state), as in `corea_jax.cascade.report`.
 """
 
@@ -14,20 +14,21 @@ import numpy as np
 from corea_jax.atomic_files import atomic_path
 from corea_jax.cascade.report import _figure
 from corea_jax.cascade.sweep import defer_mask
-from corea_jax.cli.demo_experiment import _effective, seed_arrays
+from corea_jax.demo.tables import SAMPLED, LLMView, effective, seed_arrays
 from corea_jax.scoring import metrics
 
-CURVES = ("SLM-Verb", "RLVR-SLM-Verb", "Brier-SLM-Verb", "COREA", "RLVR-SLM-Probe")
+CURVES = ("SLM-Verb", "RLVR-SLM-Verb", "Brier-SLM-Verb", "COREA", "RLVR-SLM-Probe",
+          "RLVR-SLM-Level lookup")
 
 
-def write_plots(out_dir: Path, compare_dir: Path, specs, group: str, rule: str) -> dict:
+def write_plots(out_dir: Path, results, specs, group: str, llm: LLMView = SAMPLED) -> dict:
     """`{title: path relative to the demo's workdir}` of the plots written into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     first = {}
     for spec in specs:
         first.setdefault(spec["system"], spec)
-    curves = {name: seed_arrays(compare_dir, first[name], group, rule)
+    curves = {name: seed_arrays(results[first[name]["slm"]], first[name], group, llm)
               for name in CURVES if name in first}  # fmt: skip
     curves = {k: v for k, v in curves.items() if v["fitted"]}
     if curves:
@@ -39,7 +40,7 @@ def write_plots(out_dir: Path, compare_dir: Path, specs, group: str, rule: str) 
     if corea:
         path = out_dir / "corea_tau_band.png"
         with atomic_path(path) as tmp:
-            plot_tau_band([seed_arrays(compare_dir, s, group, rule) for s in corea], tmp)
+            plot_tau_band([seed_arrays(results[s["slm"]], s, group, llm) for s in corea], tmp)
         paths["COREA over tau, seeds"] = f"report/{path.name}"
     return paths
 
@@ -49,7 +50,7 @@ def plot_risk_coverage(curves: dict[str, dict], path) -> Path:
     fig, axes = _figure()
     ax = axes[0, 0]
     for name, a in curves.items():
-        conf = _effective(a["conf"], a["invalid"])
+        conf = effective(a["conf"], a["invalid"])
         coverage, risk = metrics.risk_coverage(conf, a["slm_correct"])
         value = float(metrics.aurc(conf, a["slm_correct"]))
         ax.plot(coverage, risk, "-o", ms=2, label=f"{name} (AURC {value:.3f})")
@@ -70,7 +71,7 @@ def plot_tau_band(per_seed: list[dict], path, grid=TAU_GRID) -> Path:
     passes, costs = [], []
     for a in per_seed:
         defer = defer_mask(a["conf"][None, :], grid[:, None], a["invalid"])  # [K, Q]
-        passes.append(np.where(defer, a["llm_correct"], a["slm_correct"]).mean(axis=1))
+        passes.append(np.where(defer, a["llm_outcome"], a["slm_correct"]).mean(axis=1))
         cost = (a["slm_cost"] + np.where(defer, a["llm_cost"], 0.0)).mean(axis=1)
         costs.append(cost / a["llm_cost"].mean() - 1)
     for ax, values, label in ((axes[0, 0], passes, "cascade pass@1"),
