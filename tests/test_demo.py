@@ -29,7 +29,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     assert "SIMULATED" in report and "## Seed table" in report and "## Greedy decoding" in report
     systems = ["SLM-Verb", "SLM-AvgProb", "RLVR-SLM-Verb", "RLVR-SLM-AvgProb", "RLVR-SLM-Probe",
-               "Router+RLVR-SLM", "RLVR-SLM-Level lookup", "COREA", "COREA-SLM-AvgProb"]  # fmt: skip
+               "Router+RLVR-SLM", "RLVR-SLM-Level lookup", "COREA",
+               "COREA-SLM-AvgProb"]  # fmt: skip
     for system in systems:
         assert f"| {system} |" in report
     assert "| Brier-SLM-Verb |" not in report
@@ -68,8 +69,8 @@ def test_warmup_trains_from_scratch_and_records_its_settings(tmp_path, capsys):
     raw = load_config(f"{REPO}/configs/demo.py", [o[len("--config.") :] for o in overrides])
     config = DemoConfig.from_config(raw)
     assert recorded == demo.warmup_settings(config) and recorded["steps"] == 3
-    config = dataclasses.replace(config, warmup=dataclasses.replace(config.warmup, model=str(export)))
-    assert demo.bundled_warm_start(config) == export  # a given directory is used as it is
+    given = _warmup(config, model=str(export))
+    assert demo.bundled_warm_start(given) == export  # a given directory is used as it is
 
 
 def _warmup(config, **fields):

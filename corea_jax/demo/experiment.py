@@ -172,8 +172,10 @@ def billing_text(config: DemoConfig) -> str:
             else "the LLM is sent the SLM's default instructions as a system message"
             if not system else "the LLM is sent the configured system text")  # fmt: skip
     counted = getattr(llm, "usage_source", "")
-    counted_text = ("both sides' tokens are counted with the SLM's tokenizer" if counted ==
-                    "slm_tokenizer" else f"LLM usage: {counted or 'as the endpoint reports'}")  # fmt: skip
+    counted_text = (
+        "both sides' tokens are counted with the SLM's tokenizer" if counted == "slm_tokenizer"
+        else f"LLM usage: {counted or 'as the endpoint reports'}"
+    )  # fmt: skip
     reply = getattr(llm, "simulated_reply", "")
     reply_text = f"; the simulated LLM replies with {reply!r}" if llm.simulated and reply else ""
     return (f"{sent}; {counted_text}{reply_text}; prices: SLM {slm.price_name}, "

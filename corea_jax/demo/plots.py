@@ -17,8 +17,14 @@ from corea_jax.cascade.sweep import defer_mask
 from corea_jax.demo.tables import SAMPLED, LLMView, effective, seed_arrays
 from corea_jax.scoring import metrics
 
-CURVES = ("SLM-Verb", "RLVR-SLM-Verb", "Brier-SLM-Verb", "COREA", "RLVR-SLM-Probe",
-          "RLVR-SLM-Level lookup")
+CURVES = (
+    "SLM-Verb",
+    "RLVR-SLM-Verb",
+    "Brier-SLM-Verb",
+    "COREA",
+    "RLVR-SLM-Probe",
+    "RLVR-SLM-Level lookup",
+)
 
 
 def write_plots(out_dir: Path, results, specs, group: str, llm: LLMView = SAMPLED) -> dict:

@@ -49,8 +49,9 @@ def headline_table(rows: list[dict], simulated: bool) -> str:
 def seed_table(rows: list[dict]) -> str:
     """Each verbalized system's figures seed by seed (tau from the LLM's expected pass@1 where
     it is known; the sampled draw's tau beside it)."""
-    lines = ["| system | seed | tau | tau (draw) | SLM pass@1 % | ECE | AUROC | cascade pass@1 % | "
-             "LLM % | cost vs LLM-only % |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| system | seed | tau | tau (draw) | SLM pass@1 % | ECE | AUROC | "
+             "cascade pass@1 % | LLM % | cost vs LLM-only % |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         if not r["fitted"] or r["signal"] != "verbalized":
             continue
@@ -172,7 +173,8 @@ def report_text(experiment: dict, plots: dict) -> str:
         "is known per question: tau is its mean over the calibration split, a deferred "
         "question counts its probability of being right), so no lucky draw moves them; the "
         "draw's own figures are in the section below."
-        if first["llm_view"] != "sampled" else "tau is the LLM's pass@1 on the calibration split."
+        if first["llm_view"] != "sampled"
+        else "tau is the LLM's pass@1 on the calibration split."
     )
     return f"""# corea-jax demo: COREA and the paper's baselines on the synthetic task
 
@@ -181,7 +183,7 @@ def report_text(experiment: dict, plots: dict) -> str:
 ## Setup
 {chr(10).join(setup)}
 - {llm_line}.
-- Run time {experiment['seconds'] / 60:.1f} min, peak memory {experiment['peak_memory_gb']:.2f} GB
+- Run time {experiment["seconds"] / 60:.1f} min, peak memory {experiment["peak_memory_gb"]:.2f} GB
   (this process and its workers).
 
 ## Headline (test split)

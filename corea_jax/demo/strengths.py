@@ -63,8 +63,11 @@ def calibration_pass(results, specs: list[dict], group: str) -> float:
         if mine[0]["signal"] != "verbalized" or mine[0]["preset"] == "warm":
             continue
         for spec in mine:
-            rows = [r for r in results[spec["slm"]].rows
-                    if r["split"] == "calibration" and (group == "all" or r["dataset"] == group)]
+            rows = [
+                r
+                for r in results[spec["slm"]].rows
+                if r["split"] == "calibration" and (group == "all" or r["dataset"] == group)
+            ]
             values.append(np.mean([r["slm_correct"] for r in rows]))  # fmt: skip
     return float(np.mean(values))
 
@@ -100,8 +103,15 @@ def strengths(cascade, results, specs, group: str, gaps) -> list[Strength]:
         target = slm + gap
         decay = solve_decay(cal_work, ceiling, target)
         if decay is None:
-            out.append(Strength(LLMView(f"SLM+{100 * gap:.0f}"), gap, None, math.nan,
-                                f"no decay reaches {target:.3f} below the ceiling {ceiling}"))
+            out.append(
+                Strength(
+                    LLMView(f"SLM+{100 * gap:.0f}"),
+                    gap,
+                    None,
+                    math.nan,
+                    f"no decay reaches {target:.3f} below the ceiling {ceiling}",
+                )
+            )
             continue
         p = {k: float(ceiling * math.exp(-decay * w)) for k, w in work.items() if k in base.p}
         cal = float(np.mean([p[k] for k in keys]))

@@ -281,7 +281,8 @@ def headline_rows(results: Mapping[str, SLMResult], specs: list[dict], group: st
         per_seed = system_arrays(results, mine, group, llm)
         if not all(a["fitted"] for a in per_seed):
             rows.append({"system": system, "preset": mine[0]["preset"], "fitted": False,
-                         "signal": mine[0]["signal"], "seeds": [s["seed"] for s in mine]})  # fmt: skip
+                         "signal": mine[0]["signal"],
+                         "seeds": [s["seed"] for s in mine]})  # fmt: skip
             continue
         first = per_seed[0]
         rows.append({

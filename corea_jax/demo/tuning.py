@@ -172,9 +172,11 @@ def tune_markdown(out: dict) -> str:
                          f"{s['pass@1']:.3f} | {s['ece']:.3f} | {s['brier']:.4f} | "
                          f"{s['auroc']:.3f} | {'yes' if key == mark_key else ''} |")  # fmt: skip
     chosen = out["chosen"]
-    lines += ["", "configs/demo.py: "
-              f"`c.learning_rates = {json.dumps({p: c['learning_rate'] for p, c in chosen.items()})}`, "
-              f"`c.std_scalings = {json.dumps({p: c['std_scaling'] for p, c in chosen.items()})}`, "
-              f"`c.calibration_weights = "
-              f"{json.dumps({p: c['calibration_weight'] for p, c in chosen.items()})}`"]  # fmt: skip
+
+    def field(name):
+        return json.dumps({p: c[name] for p, c in chosen.items()})
+
+    lines += ["", f"configs/demo.py: `c.learning_rates = {field('learning_rate')}`, "
+              f"`c.std_scalings = {field('std_scaling')}`, "
+              f"`c.calibration_weights = {field('calibration_weight')}`"]  # fmt: skip
     return "\n".join(lines) + "\n"
