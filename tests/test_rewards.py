@@ -11,6 +11,7 @@ from corea_jax.errors import CoreaError
 from corea_jax.rl.rewards import (
     PRESETS,
     RewardConfig,
+    RewardPresetConfig,
     compute_rewards,
     group_accuracy,
     group_accuracy_loo,
@@ -200,3 +201,41 @@ def test_readme_extra_term_example_is_a_pure_jittable_group_kernel():
     )
     jitted = jax.jit(lambda c, q, f: overconfidence_penalty(c, q, f, None))
     np.testing.assert_array_equal(jitted(correct, confidence, format_ok), want)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.5, 1.0])
+def test_target_mix_blends_the_group_target_with_the_samples_correctness(mix):
+    # Prompt 0: p_hat = 0.5; right samples' target 0.5 * mix + (1 - mix), wrong ones' 0.5 * mix.
+    # mix = 0.5 (DCPO): 0.75 and 0.25, so L1: |.9-.75|, |.5-.75|, |.2-.25| = .15, .25, .05.
+    # Prompt 1: p_hat = 1 and every sample right: the target is 1 whatever the mix.
+    config = reward_config("corea", target_mix=mix)
+    out = rewards_jit(CORRECT, CONF, FORMAT, config=config)
+    right, wrong = 0.5 * mix + (1 - mix), 0.5 * mix
+    np.testing.assert_allclose(out["target"], [[right, right, wrong, wrong], [1.0] * 4], atol=1e-6)
+    want = {
+        0.0: [[-0.1, -0.5, -0.2, 0], [-0.2, 0, -0.5, -0.1]],  # the sample target (c)
+        0.5: [[-0.15, -0.25, -0.05, 0], [-0.2, 0, -0.5, -0.1]],
+        1.0: TABLE["corea"],
+    }[mix]
+    np.testing.assert_allclose(out["calibration"], want, atol=1e-6)
+
+
+def test_target_mix_one_is_exactly_the_group_target():
+    default = rewards_jit(CORRECT, CONF, FORMAT, config=PRESETS["corea"])
+    mixed = rewards_jit(CORRECT, CONF, FORMAT, config=reward_config("corea", target_mix=1.0))
+    assert PRESETS["corea"].target_mix == 1.0
+    for key in default:
+        np.testing.assert_array_equal(mixed[key], default[key])
+    # mix 0 is the sample target: corea_l2 with target_mix 0 is the Brier calibration term.
+    l2_sample = rewards_jit(CORRECT, CONF, FORMAT, config=reward_config("corea_l2", target_mix=0.0))
+    brier = rewards_jit(CORRECT, CONF, FORMAT, config=PRESETS["brier"])
+    np.testing.assert_allclose(l2_sample["calibration"], brier["calibration"], atol=1e-7)
+
+
+@pytest.mark.parametrize("mix", [-0.1, 1.5, float("nan")])
+def test_target_mix_out_of_range_is_a_one_line_error(mix):
+    with pytest.raises(CoreaError, match=r"^reward.target_mix=.*: must be in \[0, 1\]$"):
+        RewardPresetConfig(target_mix=mix)
+    with pytest.raises(CoreaError, match=r"RewardConfig.target_mix"):
+        RewardConfig(target_mix=mix)
+    assert RewardPresetConfig(target_mix=0.5).kernel().target_mix == 0.5

@@ -26,6 +26,10 @@ def test_paper_values_are_the_defaults():
     assert run.train.prompts_per_step == 32 and run.train.micro_batches == 8
     # Derived, not set: the cosine's length is train.steps.
     assert "total_steps" not in {f.name for f in dataclasses.fields(OptimConfig)}
+    # Options the paper leaves open default to its own update: one advantage per completion,
+    # COREA's group target.
+    assert run.advantage.spans == "none" and run.advantage.confidence_baseline == "group"
+    assert run.reward.target_mix == 1.0
     # Settable now: the log interval and the evaluation batch.
     assert TrainConfig(log_every=5, eval_batch=8).log_every == 5
 
@@ -38,3 +42,20 @@ def test_a_misspelt_key_or_a_bad_mode_names_the_section():
         RunConfig.from_config(c)
     with pytest.raises(CoreaError, match="train.mode 'ppo'"):
         TrainConfig(mode="ppo")
+
+
+def test_segment_advantage_and_target_mix_keys_are_read_and_checked():
+    c = base_config()
+    c.advantage.spans = "confidence"
+    c.advantage.confidence_baseline = "outcome"
+    c.reward.target_mix = 0.5
+    run = RunConfig.from_config(c)
+    assert run.advantage.spans == "confidence" and run.advantage.confidence_baseline == "outcome"
+    assert run.reward.kernel().target_mix == 0.5
+    c.reward.target_mix = 2.0
+    with pytest.raises(CoreaError, match="reward.target_mix=2.0"):
+        RunConfig.from_config(c)
+    c.reward.target_mix = 1.0
+    c.advantage.spans = "tokens"
+    with pytest.raises(CoreaError, match="advantage.spans='tokens'"):
+        RunConfig.from_config(c)

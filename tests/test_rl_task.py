@@ -58,6 +58,8 @@ def test_synthetic_task_carries_items_and_references(tokenizer):
     assert all(i.kind == "numeric" and i.choices is None for i in task.items)
     assert all(r.endswith("<confidence>0.90</confidence>") for r in task.references)
     assert len(_build(_data(), tokenizer, "eval").items) == 4
+    # Each question's level, steps x digits, for the per-level training metrics.
+    assert task.levels[:3] == ["1x1", "1x2", "1x3"] and len(task.levels) == 12
 
 
 def test_choice_questions_carry_their_options(tokenizer, choice_dir):

@@ -5,6 +5,7 @@ import signal
 
 import numpy as np
 
+from corea_jax.rl.advantages import AdvantageConfig
 from corea_jax.rl.config import RunConfig, TrainConfig
 from corea_jax.rl.rollout import RolloutConfig, Task, rollout_seed
 from corea_jax.rl.train import _SigtermFlag, grpo_batch
@@ -58,6 +59,53 @@ def test_a_grpo_batch_from_scored_groups():
     assert metrics["accuracy"] == 0.5 and metrics["format_rate"] == 1.0
     assert metrics["completion_length"] == 2.0
     assert {"time/rollout", "time/grading", "tokens_per_s", "batch_ece"} <= set(metrics)
+
+
+class CharSampler(FakeSampler):
+    """Completions whose ids are the characters of TEXTS' texts, one per token."""
+
+    def generate(self, prompts, *, max_new_tokens, n, method, seed, params):
+        out = super().generate(prompts, max_new_tokens=max_new_tokens, n=n, method=method,
+                               seed=seed, params=params)  # fmt: skip
+        texts = [TEXTS[int(t)] for t in out.tokens[:, 0]]
+        width = max(len(t) for t in texts) + 1
+        tokens = np.zeros((len(texts), width), np.int32)  # 0: padding past each row
+        for r, t in enumerate(texts):
+            tokens[r, : len(t)] = [ord(ch) for ch in t]
+        lengths = np.array([len(t) for t in texts], np.int32)
+        logprobs = np.zeros(tokens.shape, np.float32)
+        return SampleBatch(tokens, lengths, logprobs, logprobs, out.finish_reasons,
+                           out.prompt_index)  # fmt: skip
+
+
+class CharTokenizer:
+    def decode(self, tokens, skip_special_tokens):
+        return "".join(chr(t) for t in tokens)
+
+
+def test_a_grpo_batch_with_confidence_spans():
+    task = Task(prompts=[[7, 8], [9]], items=[ScoreItem("4", "numeric")] * 2, levels=["a", "b"])
+    run = RunConfig(
+        train=TrainConfig(seed=2), rollout=RolloutConfig(group_size=2),
+        advantage=AdvantageConfig(spans="confidence"),
+    )  # fmt: skip
+    with Grader(workers=0) as grader:
+        batch, metrics = grpo_batch(
+            CharSampler(), CharTokenizer(), task, np.array([1, 0]), run=run, step=0,
+            params=None, grader=grader, prompt_slots=4,
+        )  # fmt: skip
+    text = TEXTS[3]
+    span = slice(text.index("<confidence>"), len(text))
+    adv = batch.advantages
+    assert adv.shape == (4, len(text) + 1)
+    # Rest: c + f = 2 and 1 per group -> +0.5, -0.5. Calibration (L1 to p_hat = 0.5): -0.4
+    # and -0.3 -> -0.05, +0.05 on the confidence span's tokens only.
+    np.testing.assert_allclose(adv[0::2, : span.start], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(adv[1::2, : span.start], -0.5, rtol=1e-6)
+    np.testing.assert_allclose(adv[0::2, span], -0.05, rtol=1e-5)
+    np.testing.assert_allclose(adv[1::2, span], 0.05, rtol=1e-5)
+    assert metrics["level/a/accuracy"] == 0.5 and metrics["level/b/accuracy"] == 0.5
+    assert metrics["confidence_span_tokens"] == len(text) - span.start
 
 
 def test_sigterm_sets_a_flag_and_the_handler_is_restored():
