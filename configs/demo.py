@@ -14,10 +14,17 @@ seeds, each figure with its 95% interval.
 The simulated LLM is right on a question with probability 0.99 x exp(-0.025 x its digit
 operations) (`corea_jax.testing.simulated_llm.digit_operations`: columns, carries, borrows,
 partial products; about 0.95 on one 1-digit step, 0.69 on three 3-digit steps, 0.85 on
-average), decided by a hash of the question so re-runs agree; since that probability is known,
-the report gives the cascade's expected accuracy beside the sampled one. Its token usage is
-characters / 4. SLM and LLM are charged at the Qwen2.5-7B / Qwen2.5-32B list prices of
-corea_jax.cascade.DEFAULT_PRICES: the tiny SLM stands in for the paper's 7B.
+average), decided by a hash of the question so re-runs agree. Since that probability is
+known, tau and the LLM-only comparator come from it (its expected pass@1), not from one lucky
+or unlucky draw; the draw's figures are reported beside them (corea_jax/demo/tables.py).
+
+Billed alike (PAPER.md's fair cost model; corea_jax.cascade.settings.LLMConfig): the LLM is
+sent the SLM's own messages (`cascade.llm.messages="slm"`: the bare question, no system text),
+replies with the task's reference trace for the question, its answer right or wrong
+(`simulated_reply="trace"`), and both sides are counted with the SLM's tokenizer
+(`usage="auto"`, which is "slm" for a simulated LLM). SLM and LLM are charged at the
+Qwen2.5-7B / Qwen2.5-32B list prices of corea_jax.cascade.DEFAULT_PRICES (0.30 / 0.80): the
+tiny SLM stands in for the paper's 7B, so SLM-only costs about 0.375 x LLM-only per question.
 
 Splits: the synthetic task assigns every distinct problem to train / calibration / test by a
 hash (corea_jax.data.synthetic); GRPO trains on train problems; the demo's questions are test

@@ -167,19 +167,16 @@ def cost_regime(results: dict, group: str) -> list[dict]:
 def billing_text(config: DemoConfig) -> str:
     """What each side is sent and how its tokens are counted, in a sentence."""
     llm, slm = config.cascade.llm, config.cascade.slm
-    system = getattr(llm, "system", "")
-    sent = ("the LLM is sent the SLM's own messages" if system == "slm"
-            else "the LLM is sent the SLM's default instructions as a system message"
-            if not system else "the LLM is sent the configured system text")  # fmt: skip
-    counted = getattr(llm, "usage_source", "")
-    counted_text = (
-        "both sides' tokens are counted with the SLM's tokenizer" if counted == "slm_tokenizer"
-        else f"LLM usage: {counted or 'as the endpoint reports'}"
-    )  # fmt: skip
-    reply = getattr(llm, "simulated_reply", "")
-    reply_text = f"; the simulated LLM replies with {reply!r}" if llm.simulated and reply else ""
-    return (f"{sent}; {counted_text}{reply_text}; prices: SLM {slm.price_name}, "
-            f"LLM {llm.model}")  # fmt: skip
+    sent = ("the LLM is sent the SLM's own messages (its prompt template, here the bare "
+            "question)" if llm.messages == "slm"
+            else "the LLM is sent a system text and the SLM's user text")  # fmt: skip
+    counted = ("both sides' prompts and replies are counted with the SLM's tokenizer, chat "
+               "template tokens included" if llm.billed_usage == "slm"
+               else "the LLM is billed by the usage its endpoint reports")  # fmt: skip
+    what = ("the task's reference trace (its answer right or wrong)"
+            if llm.simulated_reply == "trace" else "a short stub")  # fmt: skip
+    reply = f"; the simulated LLM replies with {what}" if llm.simulated else ""
+    return f"{sent}; {counted}{reply}; priced as SLM {slm.price_name}, LLM {llm.model}"
 
 
 def setup_lines(config: DemoConfig, rows: list[dict]) -> list[str]:
