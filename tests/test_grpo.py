@@ -290,3 +290,19 @@ def test_config_errors_are_loud():
     x = jnp.zeros((1, 2))
     with pytest.raises(CoreaError, match="needs reference log-probs"):
         grpo.policy_loss(x, x, jnp.zeros(1), x, config)
+
+
+def test_per_token_advantages_hand_values_and_the_per_row_broadcast():
+    # ratio 1 (logp = old), token mean over 2 tokens: loss = mean(-A) = 0.5 * (-1 + 2) and
+    # d loss / d logp = -A * ratio * w = [-0.5, 1].
+    logp = jnp.array([[-1.0, -2.0]])
+    weights = jnp.full((1, 2), 0.5)
+    fn = lambda lp, adv: grpo.policy_loss(lp, logp, adv, weights, grpo.LossConfig())[0]  # noqa: E731
+    loss, grad = jax.value_and_grad(fn)(logp, jnp.array([[1.0, -2.0]]))
+    assert float(loss) == pytest.approx(0.5)
+    np.testing.assert_allclose(grad, [[-0.5, 1.0]])
+    # [R] is the broadcast of one advantage over the row.
+    row, row_grad = jax.value_and_grad(fn)(logp, jnp.array([0.7]))
+    full, full_grad = jax.value_and_grad(fn)(logp, jnp.array([[0.7, 0.7]]))
+    assert float(row) == float(full)
+    np.testing.assert_array_equal(row_grad, full_grad)

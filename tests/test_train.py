@@ -186,6 +186,32 @@ def test_rlvr_raises_the_reward_of_a_warmed_up_model(tmp_path):
     assert last > first + 0.1
 
 
+@pytest.mark.slow
+def test_confidence_spans_train_end_to_end_after_a_warm_up(tmp_path):
+    """`--config.advantage.spans=confidence` through the CLI: after a short SFT warm-up the
+    policy writes confidence tags, their tokens are found, and the update runs on [R, C]
+    advantages; the per-step diagnostics are logged."""
+    sft = tmp_path / "sft"
+    assert _train(sft, "--config.train.steps=150", "--config.train.prompts_per_step=8",
+                  "--config.train.eval_every=0", "--config.train.checkpoint_every=150",
+                  config=SMOKE + ":sft") == 0  # fmt: skip
+    rl = tmp_path / "rl"
+    assert _train(rl, "--config.model.scratch.enabled=false",
+                  f"--config.model.path={sft / 'export'}", "--config.advantage.spans=confidence",
+                  "--config.advantage.confidence_baseline=outcome", "--config.train.steps=2",
+                  "--config.train.prompts_per_step=4", "--config.rollout.max_new_tokens=64",
+                  "--config.train.eval_every=0",
+                  "--config.optim.learning_rate=1e-4") == 0  # fmt: skip
+    lines = [json.loads(x) for x in (rl / "metrics.jsonl").read_text().splitlines()]
+    first = lines[0]
+    assert first["format_rate"] > 0 and first["confidence_span_tokens"] > 0
+    for key in ("confidence_group_sd", "groups_all_correct", "groups_all_wrong", "batch_auroc",
+                "zero_variance_groups/confidence"):  # fmt: skip
+        assert key in first, key
+    assert any(k.startswith("level/") and k.endswith("/confidence") for k in first)
+    assert all(x["finite"] == 1.0 for x in lines)
+
+
 def test_kl_penalty_to_the_frozen_initial_policy(tmp_path):
     args = ["--config.loss.beta=0.1", "--config.train.steps=3", "--config.train.eval_every=0",
             "--config.reward.extra_term=reward_terms:length_bonus",

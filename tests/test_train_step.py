@@ -193,6 +193,17 @@ def test_make_batch_lays_out_left_padded_prompts_then_right_padded_completions()
         make_batch([[1, 2, 3]], [0], completions[:1], [4], prompt_slots=2, loss_config=LOSS)
 
 
+def test_make_batch_takes_per_row_or_per_token_advantages():
+    completions = np.ones((2, 3), np.int32)
+    lay = lambda adv: make_batch([[5]], [0, 0], completions, [3, 2], prompt_slots=1,  # noqa: E731
+                                 loss_config=LOSS, advantages=adv).advantages  # fmt: skip
+    np.testing.assert_array_equal(lay([1.0, -2.0]), [[1, 1, 1], [-2, -2, -2]])
+    per_token = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(lay(per_token), per_token)
+    with pytest.raises(CoreaError, match=r"advantages of shape \(3,\): expected \[2\] or \[2, 3\]"):
+        lay([1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize("family", ["qwen2", "llama"])
 def test_completion_logprobs_equal_a_plain_full_forward(family):
     model = _scaled(CausalLM(CONFIGS[family], rngs=nnx.Rngs(2)))
