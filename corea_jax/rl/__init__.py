@@ -1,13 +1,16 @@
 """GRPO with a calibration reward: the kernels, the update and the loop that ties them together.
 
   rewards.py          reward kernels and presets over [B, G] (RewardConfig, RewardPresetConfig)
-  advantages.py       group-relative advantages (AdvantageConfig)
+  advantages.py       group-relative advantages (AdvantageConfig), segment-wise ones for the
+                      confidence span (spans="confidence")
+  spans.py            the confidence span's completion tokens (host side, from decodes)
   grpo.py             the clipped loss, KL to a reference, loss weights (LossConfig)
   train_step.py       the jitted update: TrainState (float32 master copy), Batch, make_batch,
                       OptimConfig, UpdateComputeConfig (config.compute), the schedule
   config.py           TrainConfig and RunConfig: one dataclass per config section
   rollout.py          RolloutConfig, Task, sample_groups: prompts -> G completions each, as texts
   rollout_rewards.py  texts -> scores (corea_jax.scoring.score) -> rewards, advantages, metrics
+  diagnostics.py      per-step calibration diagnostics (per-level confidence, AUROC, group SD)
   batch.py            batch shardings, the update per batch shape, SFT batches, the KL reference
   checkpoint.py       orbax save / restore with the run's metadata (data iterator state, seeds)
   evaluation.py       the held-out greedy evaluation

@@ -35,7 +35,11 @@ DCPO, arXiv 2603.09117, and Blockwise Advantage Estimation, arXiv 2602.10231) th
 `confidence_baseline` picks the comparison set of the calibration advantage: "group" (every
 valid sample of the prompt) or "outcome" (BAE's outcome-conditioned baseline: the valid right
 samples of a group among themselves, the valid wrong ones among themselves, so the confidence
-is compared with samples that earned the same correctness). A comparison set of one sample
+is compared with samples that earned the same correctness). With COREA's target
+(`reward.target_mix=1`) a group's samples share one target, p_hat, and "group" is the natural
+comparison; "outcome" matters when the target leans on the sample's own correctness
+(`target_mix < 1`, Brier), where right and wrong samples' calibration rewards differ in level
+by construction, a level the confidence tokens cannot change. A comparison set of one sample
 gets 0 (nothing to compare with; the mean baseline gives 0 there anyway, RLOO would be
 undefined), and so does one whose rewards are all equal. The std scaling divides by the std of
 the calibration rewards of the group's (or batch's) valid samples, for both baselines: the two

@@ -2,7 +2,10 @@
 
 Only process 0 writes. JSONL is the record of truth (one strict-JSON object per step: NaN and
 inf become null); TensorBoard (through tensorboardX, no TensorFlow needed) gets every scalar and
-the confidence histogram for live curves.
+the confidence histogram for live curves. A step's keys are whatever its metrics hold: the
+per-level diagnostics (`corea_jax.rl.diagnostics`, "level/<L>/confidence" and
+"level/<L>/accuracy") appear only on steps whose batch has a question of that level, so a
+TensorBoard curve of a level has gaps, not zeros.
 """
 
 from __future__ import annotations
