@@ -34,7 +34,7 @@ from corea_jax.atomic_files import write_atomic
 from corea_jax.demo import claims as claims_lib
 from corea_jax.demo import plots as plots_lib
 from corea_jax.demo import report as report_lib
-from corea_jax.demo import stages, strengths, tables
+from corea_jax.demo import stages, strengths, tables, training
 from corea_jax.demo.settings import DemoConfig
 
 # Systems whose cascade is shown at every LLM strength: the trained verbalized policies and
@@ -82,8 +82,12 @@ def run(config: DemoConfig, workdir: str | Path, warmup_only: bool = False) -> P
     plots = plots_lib.write_plots(
         workdir / "report", results, specs, group, tables.expected_view(results)
     )
-    experiment |= {"greedy": greedy, "seconds": time.time() - start,
-                   "peak_memory_gb": peak_memory_gb()}  # fmt: skip
+    run_dirs = {name: path.parent for name, path in policies.items()}
+    first_seed = {name: training.read_metrics(d) for name, d in run_dirs.items()
+                  if name.endswith(f"-s{config.seeds[0]}")}  # fmt: skip
+    plots |= plots_lib.write_level_curves(workdir / "report", first_seed)
+    experiment |= {"greedy": greedy, "training": training.training_summary(run_dirs),
+                   "seconds": time.time() - start, "peak_memory_gb": peak_memory_gb()}  # fmt: skip
     write_atomic(workdir / "experiment.json", json.dumps(experiment, indent=2) + "\n")
     report = workdir / "report.md"
     write_atomic(report, report_lib.report_text(experiment, plots))

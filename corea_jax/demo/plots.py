@@ -92,3 +92,35 @@ def plot_tau_band(per_seed: list[dict], path, grid=TAU_GRID) -> Path:
     axes[1, 0].set(xlabel="tau (dotted: each seed's chosen tau)")
     fig.savefig(path, dpi=120)
     return Path(path)
+
+
+def plot_level_curves(steps_by_policy: dict[str, list[dict]], path) -> Path:
+    """Per policy (one panel each): every level's smoothed mean stated confidence (solid) and
+    accuracy (dashed) over the GRPO steps; calibrated by level where the two meet."""
+    from corea_jax.demo.training import level_curves, smooth
+
+    n = len(steps_by_policy)
+    fig, axes = _figure(n, 1, size=(6.4, 3.2 * n), sharex=True)
+    for i, (name, steps) in enumerate(steps_by_policy.items()):
+        ax = axes[i, 0]
+        for k, (level, c) in enumerate(level_curves(steps).items()):
+            color = f"C{k % 10}"
+            ax.plot(c["step"], smooth(c["confidence"]), "-", color=color, label=level)
+            ax.plot(c["step"], smooth(c["accuracy"]), "--", color=color)
+        ax.set(ylabel="confidence (-) / accuracy (--)", title=name, ylim=(0, 1.02))
+        ax.legend(fontsize=6, ncol=5, loc="lower left")
+    axes[n - 1, 0].set(xlabel="GRPO step (trailing mean of 15 steps)")
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def write_level_curves(out_dir: Path, steps_by_policy: dict[str, list[dict]]) -> dict:
+    """The per-level curves plot, when the runs logged levels."""
+    steps_by_policy = {k: v for k, v in steps_by_policy.items() if v}
+    if not steps_by_policy:
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "level_curves.png"
+    with atomic_path(path) as tmp:
+        plot_level_curves(steps_by_policy, tmp)
+    return {"per-level confidence and accuracy over GRPO steps (seed 0)": f"report/{path.name}"}

@@ -124,6 +124,22 @@ def strengths_table(strengths: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def training_table(summary: dict) -> str:
+    """Per policy run: the per-step diagnostics over the first and the last steps."""
+    if not summary:
+        return "(no training diagnostics: the policies' metrics.jsonl lack them)"
+    keys = (("accuracy", "acc."), ("confidence_mean", "mean q"), ("batch_ece", "ECE"),
+            ("batch_auroc", "AUROC"), ("confidence_group_sd", "SD of q in a group"),
+            ("groups_all_correct", "all-correct groups"),
+            ("groups_all_wrong", "all-wrong groups"))  # fmt: skip
+    lines = ["| policy | " + " | ".join(f"{label} (first -> last)" for _, label in keys) + " |",
+             "|---|" + "---|" * len(keys)]  # fmt: skip
+    for name, s in summary.items():
+        cells = [f"{_f3(s['first'][k])} -> {_f3(s['last'][k])}" for k, _ in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def greedy_table(greedy: dict) -> str:
     if not greedy:
         return "(not run: config.greedy=False)"
@@ -224,6 +240,15 @@ the paper's rule from each LLM's expected pass@1 on the calibration split.
 
 ## Greedy decoding (second column)
 {greedy_table(experiment["greedy"])}
+
+## Training diagnostics
+Batch figures of each GRPO run (`corea_jax/demo/training.py`), means over its first and its last
+30 steps: accuracy, mean stated confidence, the batch's ECE and AUROC of q against correctness,
+the within-group SD of q (what the calibration term can compare), and the shares of groups that
+are all correct or all wrong (no correctness signal). The plot below shows, per level, the mean
+stated confidence beside the level's accuracy over the steps.
+
+{training_table(experiment.get("training", {}))}
 
 ## Calibration within difficulty levels
 Per level: accuracy / mean stated confidence / ECE, means over seeds.

@@ -37,6 +37,14 @@ POLICIES: dict[str, tuple[str, dict]] = {
     "corea": ("corea", {}),
     "corea_l2": ("corea_l2", {}),
     "corea_kl": ("corea_kl", {}),
+    # Beyond the paper: COREA's reward with segment-wise advantages (DCPO, BAE): the tokens of
+    # the <confidence> span get the calibration advantage only, the others the correctness +
+    # format advantage (`corea_jax.rl.advantages`). COREA's target is one value per group, so
+    # the calibration reward is centred within the group ("group" baseline).
+    "corea_split": (
+        "corea",
+        {"advantage": {"spans": "confidence", "confidence_baseline": "group"}},
+    ),
 }
 
 

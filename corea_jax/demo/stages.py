@@ -43,7 +43,8 @@ def stage(name: str, done: bool) -> bool:
 # What makes a GRPO run of the demo what it is: a run directory started with other values is
 # not resumed or reused (its policy would be reported under the new settings).
 RUN_KEYS = (("reward", "preset"), ("optim", "learning_rate"), ("advantage", "std_scaling"),
-            ("train", "seed"), ("reward", "calibration_weight"))  # fmt: skip
+            ("train", "seed"), ("reward", "calibration_weight"), ("reward", "target_mix"),
+            ("advantage", "spans"), ("advantage", "confidence_baseline"))  # fmt: skip
 
 
 def check_run_settings(run_dir: Path, spec: TrainSpec) -> None:
@@ -68,7 +69,12 @@ def check_run_settings(run_dir: Path, spec: TrainSpec) -> None:
 
 
 # The value a run directory written before a key existed was trained with.
-RUN_DEFAULTS = {("reward", "calibration_weight"): 1.0}
+RUN_DEFAULTS = {
+    ("reward", "calibration_weight"): 1.0,
+    ("reward", "target_mix"): 1.0,
+    ("advantage", "spans"): "none",
+    ("advantage", "confidence_baseline"): "group",
+}
 
 
 def trained(run_dir: Path, steps: int) -> bool:

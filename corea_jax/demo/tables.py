@@ -56,6 +56,7 @@ SYSTEMS = {
     "corea": (("COREA", "verbalized"), ("COREA-SLM-AvgProb", "avgprob")),
     "corea_l2": (("COREA-L2", "verbalized"),),
     "corea_kl": (("COREA-KL", "verbalized"),),
+    "corea_split": (("COREA-split (beyond the paper)", "verbalized"),),
 }
 SIGNAL_KEYS = {"verbalized": "confidence", "avgprob": "avgprob", "probe": "probe",
                "router": "router"}  # fmt: skip
