@@ -105,8 +105,9 @@ class CompareConfig:
         return tuple(s for s in SIGNALS if s in used or s == "verbalized")
 
 
-def run(cfg: CompareConfig, workdir) -> dict:
-    """Every SLM's cascade (cached), then the table. Returns the table as a dict."""
+def run(cfg: CompareConfig, workdir, *, with_rows: bool = False):
+    """Every SLM's cascade (cached), then the table. Returns the table as a dict, or, with
+    `with_rows`, `(table, {slm name: (its question rows, its summary)})`."""
     from corea_jax.cascade import pipeline
 
     workdir = Path(workdir)
@@ -117,7 +118,7 @@ def run(cfg: CompareConfig, workdir) -> dict:
         path = paths[name]
         key = str(Path(path).resolve()) if path else f"scratch:{name}"
         by_path.setdefault(key, []).append(name)
-    summaries = {}
+    summaries, rows = {}, {}
     for names in by_path.values():
         name, path = names[0], paths[names[0]]
         used = {s for n in names for s in cfg.signals_of(n)}
@@ -127,12 +128,14 @@ def run(cfg: CompareConfig, workdir) -> dict:
         slm = dataclasses.replace(cfg.cascade.slm, path=path)
         one = dataclasses.replace(cfg.cascade, slm=slm, signals=signals)
         print(f"\n=== compare: SLM {', '.join(names)} ({path or 'scratch'})", flush=True)
-        summary = pipeline.run(one, workdir / "slms" / name, workdir / "llm_cache.sqlite")
-        summaries.update(dict.fromkeys(names, summary))
+        out = pipeline.run(one, workdir / "slms" / name, workdir / "llm_cache.sqlite",
+                           with_rows=True)  # fmt: skip
+        summaries.update(dict.fromkeys(names, out[1]))
+        rows.update(dict.fromkeys(names, out))
     table = compare_table(cfg, summaries)
     write_compare(workdir, table)
     print(f"wrote {workdir / 'compare.md'}, compare.csv and compare.json")
-    return table
+    return (table, rows) if with_rows else table
 
 
 def _choice(signal_entry: dict, rule: str) -> dict | None:

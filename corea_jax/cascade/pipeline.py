@@ -215,10 +215,11 @@ def calibration_masks(cfg: CascadeConfig, questions) -> dict[str, np.ndarray]:
 # The two commands
 
 
-def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
-    """The cascade: SLM pass, LLM pass, costs, sweeps, tau rules, report. Returns the summary.
-    `llm_cache`: the LLM answer cache (default `workdir/llm_cache.sqlite`; `corea-jax compare`
-    shares one between its SLMs)."""
+def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None, *, with_rows: bool = False):
+    """The cascade: SLM pass, LLM pass, costs, sweeps, tau rules, report. Returns the summary,
+    or `(rows, summary)` with `with_rows` (the rows of `questions.jsonl`, in memory, for a
+    caller that goes on computing from them). `llm_cache`: the LLM answer cache (default
+    `workdir/llm_cache.sqlite`; `corea-jax compare` shares one between its SLMs)."""
     workdir = Path(workdir)
     llm_cache = workdir / "llm_cache.sqlite" if llm_cache is None else Path(llm_cache)
     questions = load_questions(cfg.datasets)
@@ -228,7 +229,8 @@ def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
     with cfg.grading.grader() as grader:
         slm, answerer = slm_pass(cfg, workdir, questions, grader)
         if cfg.tau.fixed is not None:
-            return _run_fixed(cfg, workdir, questions, slm, answerer, grader)
+            rows, summary = _run_fixed(cfg, workdir, questions, slm, answerer, grader)
+            return (rows, summary) if with_rows else summary
         k = cfg.slm.samples
         fits = signals.fitted_scores(
             cfg, workdir, answerer,
@@ -249,10 +251,10 @@ def run(cfg: CascadeConfig, workdir, llm_cache: Path | None = None) -> dict:
         f"(cache hits {llm_stats['cache_hits']}); SLM samples drawn: {answerer.samples_drawn}"
     )
     print(f"wrote {workdir / 'report.md'}, summary.json, summary.csv, questions.jsonl")
-    return result.summary
+    return (result.rows, result.summary) if with_rows else result.summary
 
 
-def _run_fixed(cfg: CascadeConfig, workdir: Path, questions, slm, answerer, grader) -> dict:
+def _run_fixed(cfg: CascadeConfig, workdir: Path, questions, slm, answerer, grader):
     """`tau.fixed` set: the LLM answers only the deferred questions (see `cascade.fixed`)."""
     defer = fixed.deferred(cfg, slm)
     subset, answers, stats = fixed.ask_deferred(
@@ -277,7 +279,7 @@ def _run_fixed(cfg: CascadeConfig, workdir: Path, questions, slm, answerer, grad
         f"samples drawn: {answerer.samples_drawn}"
     )
     print(f"wrote {workdir / 'report.md'}, summary.json, summary.csv, questions.jsonl")
-    return summary
+    return rows, summary
 
 
 def evaluate(cfg: CascadeConfig, workdir) -> dict:

@@ -72,8 +72,9 @@ def run(config: DemoConfig, workdir: str | Path, warmup_only: bool = False) -> P
     )
     stages.stage("3/5 cascades: every SLM with every signal it needs, one LLM pass", False)
     compare_dir = workdir / "compare"
-    compare_run(compare, compare_dir)
-    results = {name: tables.SLMResult.read(compare_dir / "slms" / name) for name in slms}
+    _, cascades = compare_run(compare, compare_dir, with_rows=True)
+    results = {name: tables.SLMResult(tuple(rows), summary)
+               for name, (rows, summary) in cascades.items()}  # fmt: skip
     greedy = stages.greedy_metrics(config, slms, workdir) if config.greedy else {}
 
     stages.stage("5/5 report", False)

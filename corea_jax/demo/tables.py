@@ -30,10 +30,8 @@ a real LLM there is no p and both are the sampled figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -89,17 +87,11 @@ def compare_systems(specs: list[dict]) -> tuple[tuple[str, str, str], ...]:
 
 @dataclasses.dataclass(frozen=True)
 class SLMResult:
-    """One SLM's cascade: its per-question rows (`questions.jsonl`) and `summary.json`."""
+    """One SLM's cascade, as `corea_jax.cascade.compare.run(..., with_rows=True)` hands it
+    back: its per-question rows (those of `questions.jsonl`) and its summary."""
 
     rows: tuple[dict, ...]
     summary: dict
-
-    @classmethod
-    def read(cls, slm_dir: Path) -> SLMResult:
-        """From a cascade directory (a finished run of an earlier process)."""
-        text = (slm_dir / "questions.jsonl").read_text()
-        rows = tuple(json.loads(line) for line in text.splitlines())
-        return cls(rows, json.loads((slm_dir / "summary.json").read_text()))
 
 
 @dataclasses.dataclass(frozen=True)
