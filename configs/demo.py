@@ -47,7 +47,9 @@ from .eval_common import eval_config
 
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
-    c.policies = ("rlvr", "brier", "corea")
+    # COREA-split is beyond the paper (corea_jax.demo.settings.POLICIES: COREA's reward with
+    # segment-wise advantages); COREA is the paper's method, one advantage per completion.
+    c.policies = ("rlvr", "brier", "corea", "corea_split")
     # GRPO seeds per reward [open: 3, the fewest that give a seed SD]; seed s is the data order
     # and every rollout draw, the same for every reward. Each more seed adds about 3 GRPO runs.
     c.seeds = (0, 1, 2)
@@ -56,18 +58,22 @@ def get_config(arg=None):
     c.greedy = True
     c.bootstrap = 1000  # replicates of the question x seed bootstrap behind every interval
     c.mode = "experiment"  # or "tune" (the :tune variant)
-    # The GRPO learning rate and advantage std scaling per reward, chosen on the validation
-    # split by `:tune` (one procedure for every reward: the best mean validation reward under
-    # the policy's own preset; corea_jax/demo/tuning.py). A reward missing here uses
-    # rl.optim.learning_rate / rl.advantage.std_scaling. Chosen by `:tune` (workdirs/tune:
-    # 3 rates x 2 std scalings x 3 rewards, 150 steps, seed 0, 300 validation questions;
-    # benchmarks/results/demo/tune.md). The validation rewards of the candidates differ by
-    # 0.01-0.13; the winners are within 0.02 of the runners-up.
-    c.learning_rates = {"rlvr": 5e-5, "brier": 2e-5, "corea": 5e-5}
-    c.std_scalings = {"rlvr": "none", "brier": "group", "corea": "none"}
-    # [open] The calibration weight per policy (the paper gives no weights; 1 where a policy is
-    # missing: rl.reward.calibration_weight).
-    c.calibration_weights = {}
+    # The GRPO learning rate and advantage std scaling per policy, chosen on the validation
+    # split by an earlier `:tune` (3 rates x 2 std scalings x 3 rewards, 150 steps, seed 0, 300
+    # validation questions, criterion then: the best mean validation reward under the policy's
+    # own preset; benchmarks/results/demo/tune.md; the winners were within 0.02 of the
+    # runners-up). COREA-split takes COREA's (not searched apart). A policy missing here uses
+    # rl.optim.learning_rate / rl.advantage.std_scaling.
+    c.learning_rates = {"rlvr": 5e-5, "brier": 2e-5, "corea": 5e-5, "corea_split": 5e-5}
+    c.std_scalings = {"rlvr": "none", "brier": "group", "corea": "none", "corea_split": "none"}
+    # [open] The calibration weight per policy (the paper gives no weights). Chosen on the
+    # validation split by `:tune` with the weight-free "brier" objective (below) over weights
+    # 1, 2, 3, 5, 10 at each policy's learning rate and std scaling above, the same grid for
+    # every calibrated policy (benchmarks/results/demo/tune-weights-brier.md and
+    # tune-weights-corea.md): Brier 3, COREA 3 (its weight 5 collapsed to wrong answers stated
+    # at 0, pass@1 0.125; 10 to stating 0 everywhere), COREA-split 5 (validation pass@1 0.650
+    # against 0.655 at weight 1, ECE 0.120, AUROC 0.700). RLVR has no calibration term.
+    c.calibration_weights = {"brier": 3.0, "corea": 3.0, "corea_split": 5.0}
     # The validation search (corea_jax.demo.tuning): objective "brier", declared before any
     # test figure: the lowest validation Brier score of the stated confidence among candidates
     # within 2 points of the best validation pass@1, for every policy.
@@ -164,12 +170,13 @@ def get_config(arg=None):
     elif arg == "tune":
         c.mode = "tune"
     elif arg == "ablations":
-        c.policies = ("rlvr", "brier", "corea", "corea_l2", "corea_kl")
+        c.policies = ("rlvr", "brier", "corea", "corea_split", "corea_l2", "corea_kl")
         # COREA's distance variants take COREA's validation-chosen settings (not tuned apart:
         # `:tune` with --config.policies can).
         for variant in ("corea_l2", "corea_kl"):
             c.learning_rates[variant] = c.learning_rates["corea"]
             c.std_scalings[variant] = c.std_scalings["corea"]
+            c.calibration_weights[variant] = c.calibration_weights["corea"]
     elif arg:
         raise ValueError(f"configs/demo.py: unknown argument {arg!r} (:quick, :tune, :ablations)")
     return c
