@@ -186,18 +186,15 @@ def test_rlvr_raises_the_reward_of_a_warmed_up_model(tmp_path):
     assert last > first + 0.1
 
 
-@pytest.mark.slow
-def test_confidence_spans_train_end_to_end_after_a_warm_up(tmp_path):
-    """`--config.advantage.spans=confidence` through the CLI: after a short SFT warm-up the
-    policy writes confidence tags, their tokens are found, and the update runs on [R, C]
-    advantages; the per-step diagnostics are logged."""
-    sft = tmp_path / "sft"
-    assert _train(sft, "--config.train.steps=150", "--config.train.prompts_per_step=8",
-                  "--config.train.eval_every=0", "--config.train.checkpoint_every=150",
-                  config=SMOKE + ":sft") == 0  # fmt: skip
+def test_confidence_spans_train_end_to_end_from_a_warm_start(tmp_path):
+    """`--config.advantage.spans=confidence` through the CLI: from the demo's bundled SFT warm
+    start the policy writes confidence tags, their tokens are found, and the update runs on
+    [R, C] advantages; the per-step diagnostics are logged."""
+    from corea_jax.demo.stages import BUNDLED_WARMUP
+
     rl = tmp_path / "rl"
-    assert _train(rl, "--config.model.scratch.enabled=false",
-                  f"--config.model.path={sft / 'export'}", "--config.advantage.spans=confidence",
+    assert _train(rl, "--config.model.scratch.enabled=false", "--config.model.dtype=float32",
+                  f"--config.model.path={BUNDLED_WARMUP}", "--config.advantage.spans=confidence",
                   "--config.advantage.confidence_baseline=outcome", "--config.train.steps=2",
                   "--config.train.prompts_per_step=4", "--config.rollout.max_new_tokens=64",
                   "--config.train.eval_every=0",
