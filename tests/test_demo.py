@@ -138,8 +138,9 @@ def test_a_run_directory_started_with_other_settings_is_not_reused(tmp_path):
     faster = spec.replace(optim={"learning_rate": spec.run.optim.learning_rate * 2})
     with pytest.raises(CoreaError, match=r"corea-s0: trained with optim.learning_rate=.*fresh"):
         demo.check_run_settings(run_dir, faster)
-    heavier = spec.replace(reward={"calibration_weight": 5.0})
-    with pytest.raises(CoreaError, match=r"trained with reward.calibration_weight=1.0"):
+    weight = spec.run.reward.calibration_weight
+    heavier = spec.replace(reward={"calibration_weight": weight + 1})
+    with pytest.raises(CoreaError, match=rf"trained with reward.calibration_weight={weight}"):
         demo.check_run_settings(run_dir, heavier)
 
 

@@ -209,7 +209,9 @@ def test_llm_stage_counts_distinct_questions_and_cache_hits(tmp_path, capsys, mo
     questions = {"syn": (records, synthetic.SYNTHETIC_PROMPTS)}
     distinct = len({synthetic.SYNTHETIC_PROMPTS.user_text(r) for r in records})
     for cached in (0, distinct):  # the second run answers from the cache
-        answer_with_llm(LLMConfig(simulated=True), questions, tmp_path / "c.sqlite", None)
+        # usage="api": the simulated server's own usage (no SLM tokenizer in this test)
+        llm = LLMConfig(simulated=True, usage="api")
+        answer_with_llm(llm, questions, tmp_path / "c.sqlite", None)
         last = capsys.readouterr().err.splitlines()[-1]
         assert last.startswith(f"LLM Qwen/Qwen2.5-32B-Instruct (SIMULATED): {distinct}/{distinct}")
         assert last.endswith(f"| cached={cached} failed=0 faults=0")

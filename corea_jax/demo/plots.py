@@ -110,7 +110,7 @@ def plot_level_curves(steps_by_policy: dict[str, list[dict]], path) -> Path:
         ax.set(ylabel="confidence (-) / accuracy (--)", title=name, ylim=(0, 1.02))
         ax.legend(fontsize=6, ncol=5, loc="lower left")
     axes[n - 1, 0].set(xlabel="GRPO step (trailing mean of 15 steps)")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     return Path(path)
 
 
