@@ -69,31 +69,51 @@ def _line(claim: str, interval: Interval, target: str, outcome: str, scale=100.0
     return f"- {claim}: {shown}{unit} (target: {target}): **{outcome}**"
 
 
-def cascade_claim(name: str, stats: dict, where: str = "") -> str:
-    """The joint cascade claim of one system from its `system_stats`."""
-    cost = Interval(**stats["cost_vs_llm"]["interval"])
-    gap = Interval(**stats["pass_vs_llm"]["interval"])
-    outcome_cost = verdict(cost, high=COST_TARGET)
-    outcome_gap = verdict(gap, low=ACCURACY_MARGIN)
-    return (
-        f"- {name} cascade{where} at tau = LLM pass@1: cost vs LLM-only "
-        f"{cost.format(scale=100, digits=1, signed=True)}% (<= -20%: {outcome_cost}) and "
-        f"pass@1 vs LLM-only {gap.format(scale=100, digits=1, signed=True)} points "
-        f"(>= -2: {outcome_gap}), jointly: **{joint(outcome_cost, outcome_gap)}**"
-    )
+# A joint claim's parts: (statistic of `system_stats`, label, low, high, how it is shown).
+CASCADE_PARTS = (
+    ("cost_vs_llm", "cost vs LLM-only", -math.inf, COST_TARGET, "pct"),
+    ("pass_vs_llm", "pass@1 vs LLM-only", ACCURACY_MARGIN, math.inf, "points"),
+)
+CALIBRATION_PARTS = (
+    ("auroc", "AUROC", AUROC_TARGET, math.inf, "value"),
+    ("ece", "ECE", -math.inf, ECE_TARGET, "value"),
+)
+
+
+def _shown(interval: Interval, how: str) -> str:
+    if how == "value":
+        return interval.format(digits=3)
+    unit = "%" if how == "pct" else " points"
+    return interval.format(scale=100, digits=1, signed=True) + unit
+
+
+def _bound(low: float, high: float, how: str) -> str:
+    scale, unit = (1, "") if how == "value" else (100, "%" if how == "pct" else "")
+    return f">= {low * scale:g}{unit}" if math.isfinite(low) else f"<= {high * scale:g}{unit}"
+
+
+def joint_claim(stats: dict, parts) -> tuple[str, str]:
+    """A claim of several targets on one system's `system_stats`, each decided by its whole
+    interval, then jointly (`joint`): (the parts as text, the joint outcome)."""
+    texts, outcomes = [], []
+    for key, label, low, high, how in parts:
+        interval = Interval(**stats[key]["interval"])
+        outcome = verdict(interval, low=low, high=high)
+        texts.append(f"{label} {_shown(interval, how)} ({_bound(low, high, how)}: {outcome})")
+        outcomes.append(outcome)
+    return " and ".join(texts), joint(*outcomes)
+
+
+def cascade_claim(name: str, stats: dict) -> str:
+    """The joint cascade claim of one system, at tau = the LLM's pass@1."""
+    text, outcome = joint_claim(stats, CASCADE_PARTS)
+    return f"- {name} cascade at tau = LLM pass@1: {text}, jointly: **{outcome}**"
 
 
 def calibration_claim(name: str, stats: dict) -> str:
     """AUROC >= 0.75 and ECE <= 0.10 of one verbalized policy, both whole intervals."""
-    auroc = Interval(**stats["auroc"]["interval"])
-    ece = Interval(**stats["ece"]["interval"])
-    outcome_auroc = verdict(auroc, low=AUROC_TARGET)
-    outcome_ece = verdict(ece, high=ECE_TARGET)
-    return (
-        f"- {name}: AUROC {auroc.format(digits=3)} (>= {AUROC_TARGET}: {outcome_auroc}) and "
-        f"ECE {ece.format(digits=3)} (<= {ECE_TARGET}: {outcome_ece}), jointly: "
-        f"**{joint(outcome_auroc, outcome_ece)}**"
-    )
+    text, outcome = joint_claim(stats, CALIBRATION_PARTS)
+    return f"- {name}: {text}, jointly: **{outcome}**"
 
 
 def claim_lines(results, specs: list[dict], group: str, rows: list[dict],

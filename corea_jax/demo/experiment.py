@@ -141,11 +141,7 @@ def strength_rows(config: DemoConfig, results: dict, specs: list[dict], group: s
 
 
 def joint_outcome(stats: dict) -> str:
-    from corea_jax.scoring.stats import Interval, verdict
-
-    cost = verdict(Interval(**stats["cost_vs_llm"]["interval"]), high=claims_lib.COST_TARGET)
-    gap = verdict(Interval(**stats["pass_vs_llm"]["interval"]), low=claims_lib.ACCURACY_MARGIN)
-    return claims_lib.joint(cost, gap)
+    return claims_lib.joint_claim(stats, claims_lib.CASCADE_PARTS)[1]
 
 
 def cost_regime(results: dict, group: str) -> list[dict]:
