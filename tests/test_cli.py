@@ -130,3 +130,15 @@ def test_package_exports_resolve_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) >= 10
+
+
+def test_an_unknown_config_argument_is_a_one_line_error(capsys):
+    """A config file's own refusal of its ':ARG' (a ValueError in get_config) is reported as
+    one line naming the file and the argument, exit 2, not a traceback."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.py"
+    assert cli.main(["demo", f"--config={demo}:nope", "--warmup-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{demo}:nope: get_config failed: ValueError" in err and ":long" in err

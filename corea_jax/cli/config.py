@@ -57,7 +57,13 @@ def load_config(spec: str, overrides: Sequence[str] | None = None) -> ml_collect
     takes_arg = bool(inspect.signature(get_config).parameters)
     if arg and not takes_arg:
         raise ConfigError(f"{path}: get_config() takes no argument but ':{arg}' was given")
-    config = get_config(arg or None) if takes_arg else get_config()
+    try:
+        config = get_config(arg or None) if takes_arg else get_config()
+    except ConfigError:
+        raise
+    except Exception as e:  # e.g. an unknown ':ARG': one line naming the file, not a traceback
+        shown = f":{arg}" if arg else ""
+        raise ConfigError(f"{path}{shown}: get_config failed: {type(e).__name__}: {e}") from e
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict")
     return apply_overrides(config, overrides or [])
