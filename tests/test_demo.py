@@ -109,6 +109,7 @@ def test_tune_chooses_each_rewards_settings_on_validation(tmp_path, capsys):
         "--config.policies=('corea',)", "--config.rl.train.steps=1",
         "--config.rl.train.checkpoint_every=1", "--config.tune.learning_rates=(1e-4,)",
         "--config.tune.std_scalings=('group','none')", "--config.tune.questions=8",
+        "--config.tune.calibration_weights=(1.0,)",
     ]  # fmt: skip
     assert cli.main(args) == 0
     out = json.loads((tmp_path / "tune.json").read_text())

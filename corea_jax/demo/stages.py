@@ -23,15 +23,10 @@ from pathlib import Path
 
 from corea_jax.atomic_files import write_atomic
 from corea_jax.demo.settings import POLICIES, DemoConfig, TrainSpec
+from corea_jax.demo.tables import slm_name
 from corea_jax.errors import CoreaError
 
 BUNDLED_WARMUP = Path(__file__).resolve().parents[1] / "assets" / "demo_warmup"
-WARM = "warm"
-
-
-def slm_name(preset: str, seed: int | None) -> str:
-    """The SLM's name in the compare stage: "warm", or "corea-s1"."""
-    return WARM if preset == WARM else f"{preset}-s{seed}"
 
 
 def stage(name: str, done: bool) -> bool:

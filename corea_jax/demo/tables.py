@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from corea_jax.cascade.sweep import defer_mask
+from corea_jax.cascade.sweep import defer_mask, effective_confidence
 from corea_jax.scoring import metrics
 from corea_jax.scoring.stats import Interval, bootstrap, mean_sd, seed_question_bootstrap
 
@@ -194,8 +194,9 @@ _BRIER = jax.jit(metrics.brier_score)
 
 
 def effective(conf, invalid):
-    """Confidences with invalid (NaN) ones read as `invalid` (the deferral rule's reading)."""
-    return np.where(np.isnan(conf), invalid, conf).astype(np.float32)
+    """`sweep.effective_confidence` (invalid read as the deferral rule reads it), float32 for
+    the jitted metrics."""
+    return effective_confidence(conf, invalid).astype(np.float32)
 
 
 def _auroc(q, c):
